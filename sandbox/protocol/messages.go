@@ -1,0 +1,92 @@
+package protocol
+
+import "time"
+
+// Hello is the agent's announcement.
+type Hello struct {
+	Version int    `json:"version"` // the agent's protocol Version
+	Kernel  string `json:"kernel"`  // guest kernel release, for diagnostics
+}
+
+// Limits confine one step (compile or run) of a job inside the guest.
+// A zero field means "no limit of this kind" except where noted; the host
+// always fills every field.
+type Limits struct {
+	CPUTime   time.Duration `json:"cpu_time"`   // CPU time of all the step's processes (cgroup cpu.stat)
+	WallTime  time.Duration `json:"wall_time"`  // elapsed time from start to exit
+	Memory    int64         `json:"memory"`     // bytes, cgroup memory.max (tmpfs writes count)
+	Processes int           `json:"processes"`  // tasks (processes and threads), cgroup pids.max and RLIMIT_NPROC
+	FileSize  int64         `json:"file_size"`  // bytes, RLIMIT_FSIZE: larger writes get SIGXFSZ
+	OpenFiles int           `json:"open_files"` // RLIMIT_NOFILE
+	Stack     int64         `json:"stack"`      // bytes, RLIMIT_STACK
+	Output    int64         `json:"output"`     // bytes kept of each of stdout and stderr; more kills the step
+}
+
+// Step is one command of a job: a compile or the run.
+type Step struct {
+	Argv   []string `json:"argv"` // argv[0] is looked up in PATH inside the image; never run through a shell
+	Limits Limits   `json:"limits"`
+}
+
+// File is one file written to the job's work dir before the first step.
+type File struct {
+	Name string `json:"name"` // a local path inside the work dir (no "..", not absolute)
+	Data []byte `json:"data"`
+	Mode uint32 `json:"mode"` // permission bits; 0 means 0644
+}
+
+// Job is one execution request. The agent writes Files to a fresh work dir,
+// runs Compile (if any) and then Run with Stdin, and answers with Stdout and
+// Stderr frames followed by one Result (or one Error).
+type Job struct {
+	ID      string `json:"id"`
+	Files   []File `json:"files"`
+	Compile *Step  `json:"compile,omitempty"`
+	Run     Step   `json:"run"`
+	Stdin   []byte `json:"stdin"`
+	// WorkDirSize bounds the tmpfs of the work dir and of /tmp, in bytes.
+	WorkDirSize int64 `json:"work_dir_size"`
+}
+
+// Limit names the limit that ended a step.
+type Limit string
+
+// Limits a step can hit.
+const (
+	LimitNone   Limit = ""
+	LimitCPU    Limit = "cpu"
+	LimitWall   Limit = "wall"
+	LimitMemory Limit = "memory"
+	LimitOutput Limit = "output"
+)
+
+// StepResult is what the agent measured of one step.
+type StepResult struct {
+	// ExecError is set when the command could not be started (not found,
+	// exec format error); then the other fields are zero.
+	ExecError string `json:"exec_error,omitempty"`
+	// ExecFormat is set when ExecError came from ENOEXEC.
+	ExecFormat bool          `json:"exec_format,omitempty"`
+	ExitCode   int           `json:"exit_code"` // -1 when killed by a signal
+	Signal     int           `json:"signal"`    // 0 when it exited
+	CPUTime    time.Duration `json:"cpu_time"`  // all processes of the step
+	WallTime   time.Duration `json:"wall_time"`
+	Memory     int64         `json:"memory"` // peak bytes of the step's cgroup
+	Limit      Limit         `json:"limit,omitempty"`
+	// ProcessLimitHit is set when a fork or clone failed at the pids limit.
+	ProcessLimitHit bool  `json:"process_limit_hit,omitempty"`
+	StdoutBytes     int64 `json:"stdout_bytes"` // bytes kept (at most Limits.Output)
+	StderrBytes     int64 `json:"stderr_bytes"`
+	StdoutTruncated bool  `json:"stdout_truncated,omitempty"`
+	StderrTruncated bool  `json:"stderr_truncated,omitempty"`
+}
+
+// Result ends a job.
+type Result struct {
+	Compile *StepResult `json:"compile,omitempty"`
+	// CompileOutput is the compiler's stdout and stderr, interleaved, capped
+	// at the compile step's Limits.Output.
+	CompileOutput []byte `json:"compile_output,omitempty"`
+	// Run is nil when the compile step failed.
+	Run *StepResult `json:"run,omitempty"`
+}
