@@ -1,0 +1,401 @@
+package vmm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"microbox/sandbox/protocol"
+)
+
+// Defaults for Config fields left zero.
+const (
+	// DefaultMemoryMiB is guest RAM: above the largest run memory limit
+	// (512 MB, Judge0's maximum) plus the agent and the page cache the
+	// language runtime needs. QEMU maps it lazily, so an idle guest costs
+	// far less on the host.
+	DefaultMemoryMiB = 768
+	DefaultVCPUs     = 2
+	// DefaultTBSizeMiB bounds TCG's translation cache per VM (QEMU's own
+	// default is 1 GiB, which would dominate host memory per VM).
+	DefaultTBSizeMiB = 64
+	// DefaultBootTimeout is how long a VM may take to boot to agent-ready.
+	// Under TCG a boot takes about a second; a loaded host needs slack.
+	DefaultBootTimeout = 60 * time.Second
+)
+
+// Errors a caller can act on.
+var (
+	ErrQEMUMissing  = errors.New("qemu-system-x86_64 not found: install Debian's qemu-system-x86 package (apt-get install qemu-system-x86)")
+	ErrAgentVersion = errors.New("guest agent speaks another protocol version")
+	ErrClosed       = errors.New("vm closed")
+)
+
+// Config describes one microVM.
+type Config struct {
+	// QEMU is the qemu-system-x86_64 binary; empty means look it up in PATH.
+	QEMU string
+	// Kernel is the guest kernel (an uncompressed vmlinux with a PVH note).
+	Kernel string
+	// Initramfs holds the agent as /init (see BuildInitramfs).
+	Initramfs string
+	// Image is the language's root image, attached read-only as /dev/vda.
+	Image string
+	// MemoryMiB is guest RAM; 0 means DefaultMemoryMiB.
+	MemoryMiB int
+	// VCPUs is the number of virtual CPUs; 0 means DefaultVCPUs.
+	VCPUs int
+	// Accel is the accelerator; "" or auto resolves per host.
+	Accel Accel
+	// TBSizeMiB bounds TCG's translation cache; 0 means DefaultTBSizeMiB.
+	TBSizeMiB int
+	// BootTimeout bounds start to agent-ready; 0 means DefaultBootTimeout.
+	BootTimeout time.Duration
+	// RunDir is where the VM's private folder (sockets, console log) is
+	// made; empty means os.TempDir(). The folder is removed by Close.
+	RunDir string
+	// Host is where KVM support is looked for; zero means this host.
+	Host Host
+	// Logger receives lifecycle messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// VM is a running microVM with its agent ready.
+type VM struct {
+	// Accel is the accelerator it runs under (never auto).
+	Accel Accel
+	// BootTime is from the QEMU process start to the agent's Hello.
+	BootTime time.Duration
+	// Args is QEMU's command line, for diagnostics and tests.
+	Args []string
+
+	cmd    *exec.Cmd
+	dir    string
+	qmp    *QMP
+	agent  net.Conn
+	log    *slog.Logger
+	exited chan struct{} // closed when the QEMU process is reaped
+	stop   func() bool   // detaches the context watcher; guarded by mu
+
+	mu        sync.Mutex // guards qmp, agent and closed against Close from ctx
+	closed    bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// adopt records a connection made during Start, or closes it when the VM was
+// closed meanwhile (its context was cancelled).
+func (vm *VM) adopt(set func()) bool {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.closed {
+		return false
+	}
+	set()
+	return true
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	cfg := *c
+	if cfg.MemoryMiB == 0 {
+		cfg.MemoryMiB = DefaultMemoryMiB
+	}
+	if cfg.VCPUs == 0 {
+		cfg.VCPUs = DefaultVCPUs
+	}
+	if cfg.TBSizeMiB == 0 {
+		cfg.TBSizeMiB = DefaultTBSizeMiB
+	}
+	if cfg.BootTimeout == 0 {
+		cfg.BootTimeout = DefaultBootTimeout
+	}
+	if cfg.RunDir == "" {
+		cfg.RunDir = os.TempDir()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.QEMU == "" {
+		p, err := exec.LookPath("qemu-system-x86_64")
+		if err != nil {
+			return cfg, ErrQEMUMissing
+		}
+		cfg.QEMU = p
+	}
+	for _, f := range []struct{ what, path string }{
+		{"guest kernel", cfg.Kernel}, {"agent initramfs", cfg.Initramfs}, {"root image", cfg.Image},
+	} {
+		if f.path == "" {
+			return cfg, fmt.Errorf("vm config: no %s given", f.what)
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return cfg, fmt.Errorf("%s: %w", f.what, err)
+		}
+	}
+	a, err := cfg.Host.Resolve(cfg.Accel)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Accel = a
+	return cfg, nil
+}
+
+// kernelArgs is the guest command line. QEMU's microvm appends the
+// virtio-mmio device list itself (auto-kernel-cmdline).
+func kernelArgs() string {
+	return strings.Join([]string{
+		"console=ttyS0",
+		"quiet",    // the serial console is slow under TCG
+		"panic=-1", // a panic reboots at once, and -no-reboot ends QEMU
+		"reboot=t", // microvm has no ACPI or keyboard controller to reset with
+		"rdinit=/init",
+		"nomodule",
+		"random.trust_cpu=on",
+		// Under TCG the vCPUs' TSCs drift apart and the kernel would fall back
+		// to jiffies, making every measured time coarse; KVM uses kvm-clock.
+		"tsc=reliable",
+	}, " ")
+}
+
+// qemuArgs builds the command line. Never a -netdev: guests have no network.
+func qemuArgs(cfg Config, dir string) []string {
+	args := []string{
+		"-M", "microvm,acpi=off,isa-serial=on",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-m", strconv.Itoa(cfg.MemoryMiB),
+		"-smp", strconv.Itoa(cfg.VCPUs),
+	}
+	switch cfg.Accel {
+	case AccelKVM:
+		args = append(args, "-accel", "kvm", "-cpu", "host")
+	default:
+		args = append(args, "-accel", fmt.Sprintf("tcg,thread=multi,tb-size=%d", cfg.TBSizeMiB), "-cpu", "max")
+	}
+	args = append(args,
+		"-kernel", cfg.Kernel,
+		"-initrd", cfg.Initramfs,
+		"-append", kernelArgs(),
+		"-chardev", "file,id=console,path="+filepath.Join(dir, "console.log"),
+		"-serial", "chardev:console",
+		"-drive", "id=root,file="+cfg.Image+",format=raw,if=none,readonly=on",
+		"-device", "virtio-blk-device,drive=root",
+		"-object", "rng-random,id=rng,filename=/dev/urandom",
+		"-device", "virtio-rng-device,rng=rng",
+		"-device", "virtio-serial-device,max_ports=2",
+		"-chardev", "socket,id=agent,path="+filepath.Join(dir, "agent.sock")+",server=on,wait=off",
+		"-device", "virtserialport,chardev=agent,name="+protocol.PortName,
+		"-qmp", "unix:"+filepath.Join(dir, "qmp.sock")+",server=on,wait=off",
+	)
+	return args
+}
+
+// Start boots a VM and returns once its agent has answered. Cancelling ctx
+// at any time, during Start or after, kills the VM and removes its files.
+func Start(ctx context.Context, c Config) (*VM, error) {
+	cfg, err := c.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(cfg.RunDir, "microbox-vm-")
+	if err != nil {
+		return nil, fmt.Errorf("vm folder: %w", err)
+	}
+	vm := &VM{Accel: cfg.Accel, dir: dir, log: cfg.Logger, exited: make(chan struct{})}
+	vm.Args = append([]string{cfg.QEMU}, qemuArgs(cfg, dir)...)
+	qlog, err := os.Create(filepath.Join(dir, "qemu.log"))
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	cmd := exec.Command(cfg.QEMU, vm.Args[1:]...)
+	cmd.Stdout, cmd.Stderr = qlog, qlog
+	cmd.Env = []string{}
+	// Pdeathsig: if this process dies, so does the VM.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		qlog.Close()
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	qlog.Close()
+	vm.cmd = cmd
+	go func() {
+		_ = cmd.Wait()
+		close(vm.exited)
+	}()
+	stop := context.AfterFunc(ctx, func() { _ = vm.Close() })
+	vm.mu.Lock()
+	vm.stop = stop
+	vm.mu.Unlock()
+
+	fail := func(err error) (*VM, error) {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = fmt.Errorf("%w (%v)", ctxErr, err)
+		}
+		diag := vm.diagnostics()
+		_ = vm.Close()
+		if diag != "" {
+			err = fmt.Errorf("%w\n%s", err, diag)
+		}
+		return nil, err
+	}
+	deadline := start.Add(cfg.BootTimeout)
+	qmp, err := vm.dialQMP(deadline)
+	if err != nil {
+		return fail(fmt.Errorf("qmp: %w", err))
+	}
+	if !vm.adopt(func() { vm.qmp = qmp }) {
+		qmp.Close()
+		return fail(ErrClosed)
+	}
+	agent, err := vm.dial("agent.sock", deadline)
+	if err != nil {
+		return fail(fmt.Errorf("agent socket: %w", err))
+	}
+	if !vm.adopt(func() { vm.agent = agent }) {
+		agent.Close()
+		return fail(ErrClosed)
+	}
+	hello, err := vm.handshake(deadline)
+	if err != nil {
+		return fail(err)
+	}
+	vm.BootTime = time.Since(start)
+	vm.log.Debug("vm ready", "accel", vm.Accel, "boot", vm.BootTime, "kernel", hello.Kernel, "dir", dir)
+	return vm, nil
+}
+
+// dial connects to one of the VM's Unix sockets, which QEMU creates shortly
+// after it starts.
+func (vm *VM) dial(name string, deadline time.Time) (net.Conn, error) {
+	path := filepath.Join(vm.dir, name)
+	for {
+		conn, err := net.Dial("unix", path)
+		if err == nil {
+			return conn, nil
+		}
+		select {
+		case <-vm.exited:
+			return nil, errors.New("qemu exited during start")
+		default:
+		}
+		if time.Now().After(deadline) {
+			return nil, err
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (vm *VM) dialQMP(deadline time.Time) (*QMP, error) {
+	conn, err := vm.dial("qmp.sock", deadline)
+	if err != nil {
+		return nil, err
+	}
+	conn.Close() // the socket exists now; dialQMP does the handshake
+	return dialQMP(filepath.Join(vm.dir, "qmp.sock"), time.Until(deadline))
+}
+
+// handshake pings the agent until it answers with its Hello. QEMU holds the
+// ping until the guest opens the port, so one ping is enough.
+func (vm *VM) handshake(deadline time.Time) (protocol.Hello, error) {
+	var hello protocol.Hello
+	if err := protocol.WriteFrame(vm.agent, protocol.TypePing, nil); err != nil {
+		return hello, fmt.Errorf("ping agent: %w", err)
+	}
+	_ = vm.agent.SetReadDeadline(deadline)
+	defer vm.agent.SetReadDeadline(time.Time{})
+	typ, payload, err := protocol.ReadFrame(vm.agent)
+	if err != nil {
+		select {
+		case <-vm.exited:
+			return hello, errors.New("the VM stopped before its agent answered")
+		default:
+		}
+		return hello, fmt.Errorf("waiting for the agent: %w", err)
+	}
+	if typ != protocol.TypeHello {
+		return hello, fmt.Errorf("agent answered %s to ping", typ)
+	}
+	if err := json.Unmarshal(payload, &hello); err != nil {
+		return hello, fmt.Errorf("agent hello: %w", err)
+	}
+	if hello.Version != protocol.Version {
+		return hello, fmt.Errorf("%w: agent %d, host %d: rebuild the agent (make agent)", ErrAgentVersion, hello.Version, protocol.Version)
+	}
+	return hello, nil
+}
+
+// diagnostics returns the tail of QEMU's own log and of the guest console.
+func (vm *VM) diagnostics() string {
+	var b strings.Builder
+	for _, name := range []string{"qemu.log", "console.log"} {
+		data, err := os.ReadFile(filepath.Join(vm.dir, name))
+		if err != nil || len(strings.TrimSpace(string(data))) == 0 {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+		if len(lines) > 15 {
+			lines = lines[len(lines)-15:]
+		}
+		fmt.Fprintf(&b, "--- %s (last lines) ---\n%s\n", name, strings.Join(lines, "\n"))
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// Agent is the byte stream to the guest agent.
+func (vm *VM) Agent() io.ReadWriter { return vm.agent }
+
+// SetAgentDeadline bounds reads and writes on the agent stream.
+func (vm *VM) SetAgentDeadline(t time.Time) error { return vm.agent.SetDeadline(t) }
+
+// QMP is the VM's control connection.
+func (vm *VM) QMP() *QMP { return vm.qmp }
+
+// Pid is the QEMU process id.
+func (vm *VM) Pid() int { return vm.cmd.Process.Pid }
+
+// Exited is closed when the QEMU process has ended.
+func (vm *VM) Exited() <-chan struct{} { return vm.exited }
+
+// Close kills the VM, waits for the process and removes its folder. A VM is
+// throwaway, so there is no graceful shutdown: SIGKILL loses nothing. Safe to
+// call more than once and from several goroutines.
+func (vm *VM) Close() error {
+	vm.closeOnce.Do(func() {
+		vm.mu.Lock()
+		vm.closed = true
+		agent, qmp, stop := vm.agent, vm.qmp, vm.stop
+		vm.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
+		if agent != nil {
+			agent.Close()
+		}
+		if qmp != nil {
+			qmp.Close()
+		}
+		if vm.cmd != nil && vm.cmd.Process != nil {
+			_ = vm.cmd.Process.Kill()
+			<-vm.exited
+		}
+		vm.closeErr = os.RemoveAll(vm.dir)
+	})
+	return vm.closeErr
+}
