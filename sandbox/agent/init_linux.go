@@ -1,0 +1,261 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"microbox/sandbox/protocol"
+)
+
+// Layout inside the guest.
+const (
+	imageDevice = "/dev/vda"   // the language's root image (virtio-blk, read-only)
+	imageRoot   = "/mnt/root"  // where it is mounted; steps chroot here
+	workDir     = "/box"       // the job's work dir inside imageRoot
+	privateDir  = "/run/agent" // agent-only files (stdin), outside the chroot
+	boxUID      = 1000         // the unprivileged uid/gid that runs user code
+	boxGID      = 1000
+)
+
+// Main is the agent's entry point. As PID 1 it never returns.
+func Main() {
+	if len(os.Args) == 3 && os.Args[1] == helperArg {
+		runHelper(os.Args[2])
+		return
+	}
+	if os.Getpid() != 1 {
+		fmt.Fprintln(os.Stderr, "microbox-agent: this is the init of a microbox guest; it runs as PID 1 inside the VM, not on a host")
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "agent")
+	a, err := setup(log)
+	if err != nil {
+		log.Error("guest setup failed", "err", err)
+		fatal()
+	}
+	a.serve()
+}
+
+// fatal ends the VM. PID 1 must not exit (the kernel would panic with a less
+// useful message); the VMM runs with -no-reboot, so a reboot stops it.
+func fatal() {
+	unix.Sync()
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	select {}
+}
+
+type agent struct {
+	log    *slog.Logger
+	port   string
+	kernel string
+	jobs   int
+}
+
+type mountSpec struct {
+	source, target, fstype string
+	flags                  uintptr
+	data                   string
+}
+
+func setup(log *slog.Logger) (*agent, error) {
+	const nodev = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	early := []mountSpec{
+		{"proc", "/proc", "proc", nodev, ""},
+		{"sysfs", "/sys", "sysfs", nodev, ""},
+		{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0755"},
+		{"tmpfs", "/run", "tmpfs", nodev, "mode=0700"},
+		{"cgroup2", cgroupRoot, "cgroup2", nodev, ""},
+	}
+	if err := mountAll(early); err != nil {
+		return nil, err
+	}
+	// A guest OOM must kill the program, never PID 1.
+	if err := os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0); err != nil {
+		return nil, fmt.Errorf("oom_score_adj: %w", err)
+	}
+	// Inherited by every step: nothing run from here can gain privileges
+	// through setuid files or file capabilities.
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("no_new_privs: %w", err)
+	}
+	if err := os.MkdirAll(privateDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := waitFor(imageDevice, 10*time.Second); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(imageRoot, 0o755); err != nil {
+		return nil, err
+	}
+	image := []mountSpec{
+		{imageDevice, imageRoot, "ext4", unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV, ""},
+		// hidepid: the program sees only its own processes, not PID 1's.
+		{"proc", imageRoot + "/proc", "proc", nodev, "hidepid=invisible"},
+		{"tmpfs", imageRoot + "/dev", "tmpfs", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0755,size=64k"},
+	}
+	if err := mountAll(image); err != nil {
+		return nil, err
+	}
+	if err := populateDev(imageRoot + "/dev"); err != nil {
+		return nil, err
+	}
+	if err := enableControllers(); err != nil {
+		return nil, err
+	}
+	port, err := findPort(protocol.PortName, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	return &agent{log: log, port: port, kernel: unix.ByteSliceToString(uts.Release[:])}, nil
+}
+
+func mountAll(ms []mountSpec) error {
+	for _, m := range ms {
+		if err := os.MkdirAll(m.target, 0o755); err != nil && !errors.Is(err, unix.EROFS) {
+			return fmt.Errorf("mkdir %s: %w", m.target, err)
+		}
+		if err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data); err != nil {
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err)
+		}
+	}
+	return nil
+}
+
+// populateDev fills the program's /dev with harmless devices only: never the
+// agent's console port, which would let a program forge results.
+func populateDev(dev string) error {
+	nodes := []struct {
+		name         string
+		major, minor uint32
+	}{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}}
+	for _, n := range nodes {
+		p := filepath.Join(dev, n.name)
+		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(n.major, n.minor))); err != nil {
+			return fmt.Errorf("mknod %s: %w", p, err)
+		}
+		if err := os.Chmod(p, 0o666); err != nil { // mknod honours the umask
+			return err
+		}
+	}
+	links := map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
+	for name, target := range links {
+		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
+			return err
+		}
+	}
+	return os.Mkdir(filepath.Join(dev, "shm"), 0o1777)
+}
+
+func waitFor(path string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not appear within %v", path, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// findPort finds the device of the named virtio-console port. With devtmpfs
+// and no udev there is no /dev/virtio-ports link, so the name is read from
+// sysfs.
+func findPort(name string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		names, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
+		for _, n := range names {
+			b, err := os.ReadFile(n)
+			if err == nil && strings.TrimSpace(string(b)) == name {
+				dev := "/dev/" + filepath.Base(filepath.Dir(n))
+				if err := waitFor(dev, time.Until(deadline)); err != nil {
+					return "", err
+				}
+				return dev, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("virtio port %q not found under /sys/class/virtio-ports", name)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// patientReader turns the port's EOF (no host connected) into a wait: the
+// agent is PID 1 and must outlive any host connection, without spinning.
+type patientReader struct{ f *os.File }
+
+func (r patientReader) Read(p []byte) (int, error) {
+	for {
+		n, err := r.f.Read(p)
+		if n > 0 {
+			return n, nil
+		}
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+			return 0, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (a *agent) serve() {
+	f, err := os.OpenFile(a.port, os.O_RDWR, 0)
+	if err != nil {
+		a.log.Error("open port", "port", a.port, "err", err)
+		fatal()
+	}
+	r := patientReader{f}
+	w := protocol.NewWriter(f)
+	a.log.Info("serving", "port", a.port)
+	for {
+		typ, payload, err := protocol.ReadFrame(r)
+		if err != nil {
+			// The stream is out of step; there is no way to find the next
+			// frame boundary, so keep reading: the host will time out.
+			a.log.Error("read frame", "err", err)
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		switch typ {
+		case protocol.TypePing:
+			if err := w.JSON(protocol.TypeHello, protocol.Hello{Version: protocol.Version, Kernel: a.kernel}); err != nil {
+				a.log.Error("write hello", "err", err)
+			}
+		case protocol.TypeJob:
+			a.handleJob(w, payload)
+		default:
+			a.log.Warn("unexpected frame from host", "type", typ)
+		}
+	}
+}
+
+func (a *agent) handleJob(w *protocol.Writer, payload []byte) {
+	var job protocol.Job
+	if err := json.Unmarshal(payload, &job); err != nil {
+		_ = w.Frame(protocol.TypeError, []byte("decode job: "+err.Error()))
+		return
+	}
+	a.jobs++
+	res, err := a.runJob(&job, w)
+	if err != nil {
+		a.log.Error("job failed", "job", job.ID, "err", err)
+		_ = w.Frame(protocol.TypeError, []byte(err.Error()))
+		return
+	}
+	if err := w.JSON(protocol.TypeResult, res); err != nil {
+		a.log.Error("write result", "job", job.ID, "err", err)
+	}
+}
