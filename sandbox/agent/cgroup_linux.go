@@ -107,8 +107,32 @@ func (c *cgroup) cpuTime() time.Duration {
 }
 
 func (c *cgroup) peakMemory() int64 { return c.single("memory.peak") }
-func (c *cgroup) oomKills() int64   { return c.stat("memory.events", "oom_kill") }
-func (c *cgroup) pidsMaxHit() bool  { return c.stat("pids.events", "max") > 0 }
+
+// limitHits counts how often the group's usage ran into memory.max.
+func (c *cgroup) limitHits() int64 { return c.stat("memory.events", "max") }
+
+// memoryStall is the total time some task of the group was stalled on
+// memory (reclaim, refaults), from PSI; 0 without CONFIG_PSI.
+func (c *cgroup) memoryStall() time.Duration {
+	b, err := os.ReadFile(filepath.Join(c.path, "memory.pressure"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "some ") {
+			continue
+		}
+		_, total, ok := strings.Cut(line, "total=")
+		if !ok {
+			return 0
+		}
+		usec, _ := strconv.ParseInt(strings.TrimSpace(total), 10, 64)
+		return time.Duration(usec) * time.Microsecond
+	}
+	return 0
+}
+func (c *cgroup) oomKills() int64  { return c.stat("memory.events", "oom_kill") }
+func (c *cgroup) pidsMaxHit() bool { return c.stat("pids.events", "max") > 0 }
 
 // stat reads one "key value" line of a flat-keyed cgroup file; 0 if absent.
 func (c *cgroup) stat(file, key string) int64 {

@@ -66,6 +66,11 @@ func runHelper(arg string) {
 			fail("setrlimit "+r.Name, err)
 		}
 	}
+	// The agent shields itself from the OOM killer with -1000, which every
+	// child inherits; the user's program must be the first to go instead.
+	if err := os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0); err != nil {
+		fail("oom_score_adj", err)
+	}
 	if err := unix.Chroot(spec.Root); err != nil {
 		fail("chroot", err)
 	}

@@ -55,6 +55,7 @@ func fatal() {
 
 type agent struct {
 	log    *slog.Logger
+	reaper *reaper
 	port   string
 	kernel string
 	jobs   int
@@ -117,7 +118,7 @@ func setup(log *slog.Logger) (*agent, error) {
 	}
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
-	return &agent{log: log, port: port, kernel: unix.ByteSliceToString(uts.Release[:])}, nil
+	return &agent{log: log, reaper: startReaper(), port: port, kernel: unix.ByteSliceToString(uts.Release[:])}, nil
 }
 
 func mountAll(ms []mountSpec) error {

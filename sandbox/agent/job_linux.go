@@ -302,10 +302,12 @@ func (a *agent) runStep(name string, step *protocol.Step, stdinPath string, stdo
 		reportCh <- nil
 	}()
 
+	exited := a.reaper.wait(cmd.Process.Pid)
 	done := make(chan struct{})
 	go a.watch(run, step.Limits, start, done)
-	waitErr := cmd.Wait()
+	ws := <-exited
 	close(done)
+	_ = cmd.Process.Release() // reaped by the reaper, not by os/exec
 	wall := time.Since(start)
 	// Whatever the main process left running dies with it, so the pipes
 	// close and the readers end.
@@ -314,6 +316,7 @@ func (a *agent) runStep(name string, step *protocol.Step, stdinPath string, stdo
 		return nil, err
 	}
 	readers.Wait()
+	a.reaper.forget()
 
 	sr := &protocol.StepResult{
 		WallTime:        wall,
@@ -324,12 +327,6 @@ func (a *agent) runStep(name string, step *protocol.Step, stdinPath string, stdo
 	if he := <-reportCh; he != nil {
 		sr.ExecError, sr.ExecFormat = he.Error(), he.ExecFormat
 		return sr, nil
-	}
-	var ws syscall.WaitStatus
-	if cmd.ProcessState != nil {
-		ws, _ = cmd.ProcessState.Sys().(syscall.WaitStatus)
-	} else if waitErr != nil {
-		return nil, waitErr
 	}
 	switch {
 	case ws.Signaled():
@@ -347,7 +344,41 @@ func (a *agent) runStep(name string, step *protocol.Step, stdinPath string, stdo
 	return sr, nil
 }
 
-// watch enforces the CPU and wall limits until done is closed.
+// Thrashing: with no swap, a group at memory.max whose anonymous or tmpfs
+// pages cannot be reclaimed keeps evicting and re-reading its own program's
+// file pages, so the kernel always sees "progress" and never OOM-kills it; it
+// just burns CPU until the time limit. A group that ran into memory.max and
+// spent at least thrashShare of the last thrashWindow stalled on memory (PSI)
+// has run out of memory in all but name.
+const (
+	thrashWindow = 300 * time.Millisecond
+	thrashShare  = 0.6
+)
+
+type memSample struct {
+	at    time.Time
+	stall time.Duration
+	hits  int64
+}
+
+// thrashing records a sample and says whether the window before it shows
+// thrashing.
+func thrashing(history []memSample, now memSample) ([]memSample, bool) {
+	history = append(history, now)
+	// Keep the newest sample at least thrashWindow old as the baseline.
+	for len(history) > 2 && now.at.Sub(history[1].at) >= thrashWindow {
+		history = history[1:]
+	}
+	base := history[0]
+	elapsed := now.at.Sub(base.at)
+	if elapsed < thrashWindow {
+		return history, false
+	}
+	stalled := now.stall - base.stall
+	return history, now.hits > base.hits && float64(stalled) >= thrashShare*float64(elapsed)
+}
+
+// watch enforces the CPU, wall and memory limits until done is closed.
 func (a *agent) watch(run *stepRun, l protocol.Limits, start time.Time, done <-chan struct{}) {
 	var wall <-chan time.Time
 	if l.WallTime > 0 {
@@ -357,6 +388,7 @@ func (a *agent) watch(run *stepRun, l protocol.Limits, start time.Time, done <-c
 	}
 	tick := time.NewTicker(cpuPoll)
 	defer tick.Stop()
+	var mem []memSample
 	for {
 		select {
 		case <-done:
@@ -370,6 +402,13 @@ func (a *agent) watch(run *stepRun, l protocol.Limits, start time.Time, done <-c
 				return
 			}
 			if run.cg.oomKills() > 0 {
+				run.hit(protocol.LimitMemory)
+				return
+			}
+			var thrash bool
+			mem, thrash = thrashing(mem, memSample{time.Now(), run.cg.memoryStall(), run.cg.limitHits()})
+			if thrash {
+				a.log.Info("step thrashing at its memory limit: stopped", "stall_window", thrashWindow)
 				run.hit(protocol.LimitMemory)
 				return
 			}
