@@ -1,0 +1,127 @@
+// Package vmtest is the one gate for tests that boot real microVMs: it finds
+// QEMU, the cached guest kernel and language images, and builds the agent.
+// A missing prerequisite skips the test with the command that fixes it, or
+// fails it when MICROBOX_REQUIRE_VM=1 (CI sets it: CI installed everything
+// itself, so a skip there would hide a broken build).
+package vmtest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"microbox/internal/cache"
+	"microbox/languages"
+	"microbox/vmm"
+)
+
+// EnvRequire makes a missing prerequisite a failure instead of a skip.
+const EnvRequire = "MICROBOX_REQUIRE_VM"
+
+// Env is what a VM test needs.
+type Env struct {
+	CacheDir string
+	Kernel   string
+	Agent    string // a freshly built microbox-agent
+}
+
+var (
+	once   sync.Once
+	env    Env
+	envErr error
+)
+
+// Require returns the environment or skips (fails under MICROBOX_REQUIRE_VM).
+func Require(t testing.TB) Env {
+	t.Helper()
+	once.Do(func() { env, envErr = find() })
+	if envErr != nil {
+		missing(t, envErr.Error())
+	}
+	return env
+}
+
+// RequireImage returns the built image of a language, or skips (fails).
+func RequireImage(t testing.TB, lang string) languages.Image {
+	t.Helper()
+	e := Require(t)
+	l, err := languages.Lookup(lang)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := languages.Find(e.CacheDir, l)
+	if err != nil {
+		missing(t, err.Error())
+	}
+	return img
+}
+
+func missing(t testing.TB, reason string) {
+	t.Helper()
+	if os.Getenv(EnvRequire) == "1" {
+		t.Fatalf("%s=1 and a VM prerequisite is missing: %s", EnvRequire, reason)
+	}
+	t.Skipf("VM prerequisite missing: %s", reason)
+}
+
+func find() (Env, error) {
+	var e Env
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		return e, vmm.ErrQEMUMissing
+	}
+	dir, err := cache.Dir()
+	if err != nil {
+		return e, err
+	}
+	e.CacheDir = dir
+	if e.Kernel, err = vmm.FindKernel(dir); err != nil {
+		return e, err
+	}
+	e.Agent, err = BuildAgent(filepath.Join(dir, "test"))
+	return e, err
+}
+
+// BuildAgent builds cmd/microbox-agent (static) into dir and returns its
+// path. Tests build it themselves so they never run a stale agent.
+func BuildAgent(dir string) (string, error) {
+	return build(dir, "microbox-agent", "./cmd/microbox-agent", "CGO_ENABLED=0")
+}
+
+// BuildCLI builds cmd/microbox into dir and returns its path.
+func BuildCLI(dir string) (string, error) {
+	return build(dir, "microbox", "./cmd/microbox")
+}
+
+func build(dir, name, pkg string, env ...string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), env...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %v\n%s", name, err, b)
+	}
+	return out, nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("not inside the microbox module")
+	}
+	return filepath.Dir(mod), nil
+}

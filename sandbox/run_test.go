@@ -1,0 +1,380 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"microbox/internal/vmtest"
+	"microbox/languages"
+	"microbox/sandbox/protocol"
+	"microbox/vmm"
+)
+
+// newRunner returns a Runner on the test environment, or skips. scale 0 is
+// the default time scale (5 under TCG); limit tests pass 1 so that their
+// limits are hit quickly.
+func newRunner(t testing.TB, lang string, scale float64) *Runner {
+	t.Helper()
+	env := vmtest.Require(t)
+	vmtest.RequireImage(t, lang)
+	r, err := New(Config{CacheDir: env.CacheDir, Kernel: env.Kernel, Agent: env.Agent, TimeScale: scale,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// run runs job with the default time scale.
+func run(t testing.TB, job Job) Result {
+	t.Helper()
+	return runScaled(t, 0, job)
+}
+
+// runUnscaled runs job with its time limits as given, even under TCG.
+func runUnscaled(t testing.TB, job Job) Result {
+	t.Helper()
+	return runScaled(t, 1, job)
+}
+
+func runScaled(t testing.TB, scale float64, job Job) Result {
+	t.Helper()
+	r := newRunner(t, job.Language, scale)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := r.Run(ctx, job)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	t.Logf("%s: %s %s · cpu %v · wall %v · mem %d KiB · boot %v", job.Language, res.Status.Description, res.Message,
+		res.CPUTime, res.WallTime, res.Memory>>10, res.BootTime)
+	return res
+}
+
+func wantStatus(t testing.TB, res Result, want Status) {
+	t.Helper()
+	if res.Status != want {
+		t.Fatalf("status %q (%s), want %q\nstdout: %q\nstderr: %q\ncompile: %q",
+			res.Status.Description, res.Message, want.Description, trim(res.Stdout), trim(res.Stderr), trim(res.CompileOutput))
+	}
+}
+
+func trim(b []byte) []byte {
+	if len(b) > 500 {
+		return append(b[:500:500], "…"...)
+	}
+	return b
+}
+
+// helloPrograms has a hello world for every catalog language; a language
+// without one fails TestHelloEveryLanguage.
+var helloPrograms = map[string]string{
+	"bash":       `echo "Hello, World!"`,
+	"c":          "#include <stdio.h>\nint main(void) { puts(\"Hello, World!\"); return 0; }\n",
+	"cpp":        "#include <iostream>\nint main() { std::cout << \"Hello, World!\" << std::endl; }\n",
+	"javascript": `console.log("Hello, World!");`,
+	"python3":    `print("Hello, World!")`,
+	"ruby":       `puts "Hello, World!"`,
+}
+
+func TestHelloEveryLanguage(t *testing.T) {
+	for _, lang := range languages.All() {
+		t.Run(lang.ID, func(t *testing.T) {
+			src, ok := helloPrograms[lang.ID]
+			if !ok {
+				t.Fatalf("catalog language %q has no hello-world test: add it to helloPrograms", lang.ID)
+			}
+			res := run(t, Job{Language: lang.ID, Source: []byte(src)})
+			wantStatus(t, res, StatusAccepted)
+			if got := string(res.Stdout); got != "Hello, World!\n" {
+				t.Fatalf("stdout = %q, want %q", got, "Hello, World!\n")
+			}
+			if res.Accel == "" || res.Accel == vmm.AccelAuto {
+				t.Fatalf("result does not say which accel ran it: %q", res.Accel)
+			}
+		})
+	}
+}
+
+// TestVersionMatchesImage runs each language's version command inside the VM
+// and checks it against the version `microbox languages` reports.
+func TestVersionMatchesImage(t *testing.T) {
+	for _, lang := range languages.All() {
+		t.Run(lang.ID, func(t *testing.T) {
+			img := vmtest.RequireImage(t, lang.ID)
+			res := run(t, Job{Language: lang.ID, Command: lang.VersionCmd})
+			wantStatus(t, res, StatusAccepted)
+			got, err := languages.ParseVersion(string(res.Stdout) + string(res.Stderr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != img.Version {
+				t.Fatalf("version in the VM %q, image reports %q", got, img.Version)
+			}
+		})
+	}
+}
+
+func TestCompileError(t *testing.T) {
+	res := run(t, Job{Language: "c", Source: []byte("int main(void) { return undefined_name; }\n")})
+	wantStatus(t, res, StatusCompilationErr)
+	out := string(res.CompileOutput)
+	if !strings.Contains(out, "undefined_name") || !strings.Contains(out, "error") {
+		t.Fatalf("compile output lacks the compiler's message: %q", out)
+	}
+	if len(res.Stdout) != 0 {
+		t.Fatalf("a program that did not compile printed %q", res.Stdout)
+	}
+}
+
+func TestNonZeroExit(t *testing.T) {
+	res := run(t, Job{Language: "bash", Source: []byte("echo partial; exit 3")})
+	wantStatus(t, res, StatusNZEC)
+	if res.ExitCode != 3 || string(res.Stdout) != "partial\n" {
+		t.Fatalf("exit %d, stdout %q; want 3, %q", res.ExitCode, res.Stdout, "partial\n")
+	}
+}
+
+func TestSegfault(t *testing.T) {
+	src := "#include <stdio.h>\nint main(void) { volatile int *p = 0; printf(\"before\\n\"); fflush(stdout); return *p; }\n"
+	res := run(t, Job{Language: "c", Source: []byte(src)})
+	wantStatus(t, res, StatusSIGSEGV)
+	if res.Signal != 11 || string(res.Stdout) != "before\n" {
+		t.Fatalf("signal %d, stdout %q", res.Signal, res.Stdout)
+	}
+}
+
+func TestStdinEchoedBinarySafe(t *testing.T) {
+	stdin := make([]byte, 0, 256*3)
+	for i := 0; i < 3; i++ {
+		for b := 0; b < 256; b++ {
+			stdin = append(stdin, byte(b))
+		}
+	}
+	src := "import sys\nsys.stdout.buffer.write(sys.stdin.buffer.read())\n"
+	res := run(t, Job{Language: "python3", Source: []byte(src), Stdin: stdin})
+	wantStatus(t, res, StatusAccepted)
+	if !bytes.Equal(res.Stdout, stdin) {
+		t.Fatalf("stdout (%d bytes) differs from stdin (%d bytes)", len(res.Stdout), len(stdin))
+	}
+}
+
+func TestArgumentsPassedThrough(t *testing.T) {
+	args := []string{"one", "two words", "$HOME", "; rm -rf /", "ünï"}
+	src := "import sys, json\nprint(json.dumps(sys.argv[1:]))\n"
+	res := run(t, Job{Language: "python3", Source: []byte(src), Args: args})
+	wantStatus(t, res, StatusAccepted)
+	want := `["one", "two words", "$HOME", "; rm -rf /", "\u00fcn\u00ef"]` + "\n"
+	if string(res.Stdout) != want {
+		t.Fatalf("stdout %q, want %q", res.Stdout, want)
+	}
+}
+
+func TestWallLimitStopsSleeper(t *testing.T) {
+	lim := Limits{WallTime: 2 * time.Second}
+	res := runUnscaled(t, Job{Language: "bash", Source: []byte("echo start; sleep 60; echo never"), Limits: lim})
+	wantStatus(t, res, StatusTimeLimit)
+	if res.Limit != protocol.LimitWall || string(res.Stdout) != "start\n" {
+		t.Fatalf("limit %q, stdout %q", res.Limit, res.Stdout)
+	}
+	if res.WallTime < 2*time.Second || res.WallTime > 6*time.Second {
+		t.Fatalf("wall time %v, want about 2s", res.WallTime)
+	}
+}
+
+// The CPU limit counts every process and thread: spinners that each stay
+// under it alone still add up past it.
+func TestCPULimitForkedSpinners(t *testing.T) {
+	src := `import os
+for _ in range(2):
+    if os.fork() == 0:
+        while True: pass
+os.wait(); os.wait()
+`
+	checkCPULimit(t, Job{Language: "python3", Source: []byte(src)})
+}
+
+func TestCPULimitThreadedSpinner(t *testing.T) {
+	src := `#include <pthread.h>
+static void *spin(void *a) { for (;;) { __asm__ volatile(""); } return a; }
+int main(void) {
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, spin, 0);
+	pthread_join(t[0], 0);
+	return 0;
+}
+`
+	checkCPULimit(t, Job{Language: "c", Source: []byte(src)})
+}
+
+func checkCPULimit(t *testing.T, job Job) {
+	t.Helper()
+	job.Limits = Limits{CPUTime: 2 * time.Second, WallTime: 20 * time.Second}
+	res := runUnscaled(t, job)
+	wantStatus(t, res, StatusTimeLimit)
+	if res.Limit != protocol.LimitCPU {
+		t.Fatalf("limit %q, want cpu", res.Limit)
+	}
+	if res.CPUTime < job.Limits.CPUTime || res.WallTime >= job.Limits.WallTime {
+		t.Fatalf("cpu %v (want ≥ %v), wall %v (want < %v)", res.CPUTime, job.Limits.CPUTime, res.WallTime, job.Limits.WallTime)
+	}
+}
+
+func TestMemoryBomb(t *testing.T) {
+	src := "chunks = []\nwhile True:\n    chunks.append(bytearray(8 << 20))\n"
+	res := runUnscaled(t, Job{Language: "python3", Source: []byte(src), Limits: Limits{Memory: 64 << 20}})
+	wantStatus(t, res, StatusMemoryLimit)
+	if res.Memory < 60<<20 {
+		t.Fatalf("peak memory %d KiB, want near the 64 MiB limit", res.Memory>>10)
+	}
+}
+
+// tmpfs pages are charged to the writer's cgroup: filling /tmp or the work
+// dir is a memory bomb too, not a way around the limit.
+func TestMemoryBombThroughTmpfs(t *testing.T) {
+	for _, dir := range []string{"/tmp", "/box", "/dev/shm"} {
+		t.Run(dir, func(t *testing.T) {
+			src := fmt.Sprintf("for i in $(seq 1 100); do head -c 8388608 /dev/zero > %s/f$i || exit 1; done; echo survived", dir)
+			lim := Limits{Memory: 64 << 20, FileSize: 1 << 30}
+			res := runUnscaled(t, Job{Language: "bash", Source: []byte(src), Limits: lim})
+			wantStatus(t, res, StatusMemoryLimit)
+			if strings.Contains(string(res.Stdout), "survived") {
+				t.Fatal("wrote 800 MiB under a 64 MiB limit")
+			}
+		})
+	}
+}
+
+func TestFileSizeLimit(t *testing.T) {
+	// exec: the signal must reach the program itself, not a child whose
+	// parent then merely exits with 128+25.
+	res := run(t, Job{Language: "bash", Source: []byte("exec head -c 2000000 /dev/zero > /box/big"), Limits: Limits{FileSize: 1 << 20}})
+	wantStatus(t, res, StatusSIGXFSZ)
+}
+
+func TestOutputFloodCapped(t *testing.T) {
+	src := "import sys\nfor _ in range(64):\n    sys.stdout.write('o' * 16384)\n    sys.stderr.write('e' * 16384)\n"
+	const capBytes = 20000
+	res := run(t, Job{Language: "python3", Source: []byte(src), Limits: Limits{Output: capBytes}})
+	wantStatus(t, res, StatusOutputLimit)
+	if len(res.Stdout) != capBytes || !bytes.Equal(res.Stdout, bytes.Repeat([]byte("o"), capBytes)) {
+		t.Fatalf("stdout kept %d bytes, want exactly %d", len(res.Stdout), capBytes)
+	}
+	if !res.StdoutTruncated {
+		t.Fatal("the stdout cap was hit but not flagged")
+	}
+	// stderr gets its own cap; it may or may not have reached it before the
+	// program was stopped, but never more.
+	if len(res.Stderr) > capBytes {
+		t.Fatalf("stderr kept %d bytes, over the cap %d", len(res.Stderr), capBytes)
+	}
+}
+
+func TestOutputCapBothStreams(t *testing.T) {
+	src := "head -c 100000 /dev/zero | tr '\\0' e >&2; head -c 100000 /dev/zero | tr '\\0' o"
+	res := run(t, Job{Language: "bash", Source: []byte(src), Limits: Limits{Output: 4096}})
+	wantStatus(t, res, StatusOutputLimit)
+	if len(res.Stderr) != 4096 || !res.StderrTruncated {
+		t.Fatalf("stderr kept %d bytes (truncated=%v), want exactly 4096", len(res.Stderr), res.StderrTruncated)
+	}
+}
+
+func TestNoNetwork(t *testing.T) {
+	src := `import socket
+for fam, addr in ((socket.AF_INET, ("1.1.1.1", 80)), (socket.AF_INET6, ("2606:4700::1111", 80, 0, 0))):
+    try:
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.settimeout(2)
+        s.connect(addr)
+        print("CONNECTED", fam)
+    except OSError as e:
+        print("refused", e.errno)
+`
+	res := run(t, Job{Language: "python3", Source: []byte(src)})
+	wantStatus(t, res, StatusAccepted)
+	if strings.Contains(string(res.Stdout), "CONNECTED") || strings.Count(string(res.Stdout), "refused") != 2 {
+		t.Fatalf("network reachable from the guest: %q", res.Stdout)
+	}
+}
+
+// The program must not reach the agent's port (it could forge results) nor
+// signal PID 1, and it runs without privileges.
+func TestProgramCannotReachAgent(t *testing.T) {
+	src := `for p in /dev/vport1p1 /dev/vport0p1 /proc/1/root/dev/vport1p1; do
+  if echo forged > $p 2>/dev/null; then echo "WROTE $p"; fi
+done
+ls /sys/class/virtio-ports 2>/dev/null && echo "SYSFS VISIBLE"
+kill -9 1 2>/dev/null && echo "KILLED PID1"
+kill -STOP 1 2>/dev/null && echo "STOPPED PID1"
+grep -E '^(Uid|CapEff|NoNewPrivs)' /proc/self/status
+`
+	res := run(t, Job{Language: "bash", Source: []byte(src)})
+	wantStatus(t, res, StatusAccepted)
+	out := string(res.Stdout)
+	for _, bad := range []string{"WROTE", "SYSFS VISIBLE", "KILLED", "STOPPED"} {
+		if strings.Contains(out, bad) {
+			t.Fatalf("the program got through: %q", out)
+		}
+	}
+	for _, want := range []string{"Uid:\t1000\t1000\t1000\t1000", "CapEff:\t0000000000000000", "NoNewPrivs:\t1"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("status lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestBadJobs(t *testing.T) {
+	r := newRunner(t, "python3", 0)
+	tests := []struct {
+		name string
+		job  Job
+	}{
+		{"unknown language", Job{Language: "cobol", Source: []byte("x")}},
+		{"empty source", Job{Language: "python3"}},
+		{"too large", Job{Language: "python3", Source: bytes.Repeat([]byte("#"), DefaultMaxSource+1)}},
+		{"escaping file name", Job{Language: "python3", Source: []byte("1"), Files: []protocol.File{{Name: "../etc/passwd"}}}},
+		{"memory over max", Job{Language: "python3", Source: []byte("1"), Limits: Limits{Memory: 1 << 30}}},
+	}
+	before := vmtest.Take()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := r.Run(context.Background(), tt.job); !errors.Is(err, ErrBadJob) {
+				t.Fatalf("Run = %v, want ErrBadJob", err)
+			}
+		})
+	}
+	if leaks := vmtest.Leaks(before, vmtest.Take()); len(leaks) > 0 {
+		t.Fatalf("bad jobs started something: %v", leaks)
+	}
+}
+
+func TestCancelKillsVM(t *testing.T) {
+	r := newRunner(t, "bash", 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	before := vmtest.Take()
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Run(ctx, Job{Language: "bash", Source: []byte("sleep 60"), Limits: Limits{WallTime: 60 * time.Second}})
+		done <- err
+	}()
+	time.Sleep(3 * time.Second)
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a cancelled run returned no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context was cancelled")
+	}
+	if leaks := vmtest.Leaks(before, vmtest.Take()); len(leaks) > 0 {
+		t.Fatalf("a cancelled run left: %v", leaks)
+	}
+}

@@ -1,0 +1,326 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"microbox/languages"
+	"microbox/sandbox/protocol"
+	"microbox/vmm"
+)
+
+// ErrBadJob marks a job that can never run as given: unknown language,
+// missing source, a limit out of range. Callers answer it with a 4xx, not
+// with an internal error.
+var ErrBadJob = errors.New("bad job")
+
+// DefaultMaxSource is the largest source file accepted by default.
+const DefaultMaxSource = 1 << 20
+
+// DefaultTCGTimeScale multiplies time limits (CPU and wall) under TCG, where
+// guest code runs several times slower than native (measured here: a compute
+// loop in python3 5x), so that "1 s" means about what it means on a KVM host.
+const DefaultTCGTimeScale = 5.0
+
+// hostGrace is how long past the guest's own wall limit the host waits for
+// the agent's answer before it kills the VM.
+const hostGrace = 3 * time.Second
+
+// Job is one execution request.
+type Job struct {
+	// ID names the job in logs; may be empty.
+	ID string
+	// Language is a catalog id such as "python3".
+	Language string
+	// Source is written to the language's source file name.
+	Source []byte
+	// Files are extra files for the work dir; may be empty.
+	Files []protocol.File
+	// Args are passed to the program as argv, never through a shell.
+	Args []string
+	// Stdin is the program's standard input.
+	Stdin []byte
+	// Limits confine the run; zero fields take DefaultRunLimits.
+	Limits Limits
+	// CompileLimits confine the compile step of compiled languages; zero
+	// fields take DefaultCompileLimits.
+	CompileLimits Limits
+	// Command, when set, replaces the language's compile and run commands
+	// (then Args are not appended). For diagnostics and tests.
+	Command []string
+}
+
+// Result is what came of a job.
+type Result struct {
+	Status  Status
+	Message string // why, for anything but Accepted
+	Stdout  []byte
+	Stderr  []byte
+	// CompileOutput is the compiler's stdout and stderr together.
+	CompileOutput []byte
+	ExitCode      int            // -1 when killed by a signal
+	Signal        int            // 0 when it exited
+	CPUTime       time.Duration  // native-equivalent: guest CPU time / TimeScale
+	GuestCPUTime  time.Duration  // as measured in the guest
+	WallTime      time.Duration  // as measured in the guest, unscaled
+	Memory        int64          // peak bytes
+	Limit         protocol.Limit // the limit that stopped the program, if any
+	// StdoutTruncated and StderrTruncated say the output cap was hit.
+	StdoutTruncated bool
+	StderrTruncated bool
+	Accel           vmm.Accel
+	TimeScale       float64
+	BootTime        time.Duration // QEMU start to agent ready
+	// Compile is what the agent measured of the compile step, if any.
+	Compile *protocol.StepResult
+}
+
+// Config configures a Runner.
+type Config struct {
+	// CacheDir holds the kernel, initramfs and images (see internal/cache).
+	CacheDir string
+	// Kernel is the guest kernel; empty means the cached one (FindKernel).
+	Kernel string
+	// Agent is the microbox-agent binary packed into the initramfs.
+	Agent string
+	// QEMU is the qemu-system-x86_64 binary; empty means PATH.
+	QEMU string
+	// Accel is auto, kvm or tcg; empty means auto.
+	Accel vmm.Accel
+	// MemoryMiB and VCPUs size each VM; zero means vmm's defaults.
+	MemoryMiB int
+	VCPUs     int
+	// TimeScale multiplies the CPU and wall time limits inside the guest;
+	// 0 means 1 under KVM and DefaultTCGTimeScale under TCG.
+	TimeScale float64
+	// MaxSource bounds a job's source and files together; 0 means
+	// DefaultMaxSource.
+	MaxSource int
+	// RunDir holds each VM's private folder; empty means the temp dir.
+	RunDir string
+	// Logger receives per-job logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Runner runs jobs, each in a VM of its own.
+type Runner struct {
+	cfg       Config
+	kernel    string
+	initramfs string
+	accel     vmm.Accel
+	log       *slog.Logger
+}
+
+// New checks that everything a VM needs is in place, so that a missing
+// kernel or agent is reported before any job is taken.
+func New(cfg Config) (*Runner, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxSource == 0 {
+		cfg.MaxSource = DefaultMaxSource
+	}
+	kernel := cfg.Kernel
+	if kernel == "" {
+		k, err := vmm.FindKernel(cfg.CacheDir)
+		if err != nil {
+			return nil, err
+		}
+		kernel = k
+	} else if _, err := os.Stat(kernel); err != nil {
+		return nil, fmt.Errorf("guest kernel: %w", err)
+	}
+	initramfs, err := vmm.BuildInitramfs(cfg.CacheDir, cfg.Agent)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.QEMU == "" {
+		p, err := exec.LookPath("qemu-system-x86_64")
+		if err != nil {
+			return nil, vmm.ErrQEMUMissing
+		}
+		cfg.QEMU = p
+	}
+	accel, err := (vmm.Host{}).Resolve(cfg.Accel)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.TimeScale == 0 {
+		cfg.TimeScale = 1
+		if accel == vmm.AccelTCG {
+			cfg.TimeScale = DefaultTCGTimeScale
+		}
+	}
+	if cfg.TimeScale < 1 {
+		return nil, fmt.Errorf("time scale %v must be at least 1", cfg.TimeScale)
+	}
+	return &Runner{cfg: cfg, kernel: kernel, initramfs: initramfs, accel: accel, log: cfg.Logger}, nil
+}
+
+// Accel is the accelerator the runner's VMs use.
+func (r *Runner) Accel() vmm.Accel { return r.accel }
+
+// TimeScale is the factor time limits are multiplied by in the guest.
+func (r *Runner) TimeScale() float64 { return r.cfg.TimeScale }
+
+// prepared is a job checked and turned into what the agent receives.
+type prepared struct {
+	wire  protocol.Job
+	image languages.Image
+	// deadline budget inside the guest: compile wall + run wall.
+	guestWall time.Duration
+}
+
+func (r *Runner) prepare(job Job) (*prepared, error) {
+	lang, err := languages.Lookup(job.Language)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadJob, err)
+	}
+	img, err := languages.Find(r.cfg.CacheDir, lang)
+	if err != nil {
+		return nil, err
+	}
+	size := len(job.Source)
+	for _, f := range job.Files {
+		size += len(f.Data)
+		if !filepath.IsLocal(f.Name) {
+			return nil, fmt.Errorf("%w: file name %q must be a relative path inside the work dir", ErrBadJob, f.Name)
+		}
+	}
+	switch {
+	case len(job.Command) == 0 && len(job.Source) == 0:
+		return nil, fmt.Errorf("%w: the source is empty", ErrBadJob)
+	case size > r.cfg.MaxSource:
+		return nil, fmt.Errorf("%w: source and files are %d bytes, over the limit of %d", ErrBadJob, size, r.cfg.MaxSource)
+	}
+	run := job.Limits.withDefaults(DefaultRunLimits())
+	if err := run.validate("run"); err != nil {
+		return nil, err
+	}
+	wire := protocol.Job{
+		ID:    job.ID,
+		Files: append([]protocol.File{{Name: lang.SourceFile, Data: job.Source}}, job.Files...),
+		Stdin: job.Stdin,
+		// The work dir is bounded by the memory cgroup too (tmpfs pages
+		// are charged to the writer); the size only keeps it sane.
+		WorkDirSize: MaxMemory,
+	}
+	p := &prepared{image: img, guestWall: run.wire(r.cfg.TimeScale).WallTime}
+	if len(job.Command) > 0 {
+		wire.Run = protocol.Step{Argv: job.Command, Limits: run.wire(r.cfg.TimeScale)}
+	} else {
+		wire.Run = protocol.Step{Argv: append(append([]string{}, lang.Run...), job.Args...), Limits: run.wire(r.cfg.TimeScale)}
+		if len(lang.Compile) > 0 {
+			comp := job.CompileLimits.withDefaults(DefaultCompileLimits())
+			if err := comp.validate("compile"); err != nil {
+				return nil, err
+			}
+			wire.Compile = &protocol.Step{Argv: lang.Compile, Limits: comp.wire(r.cfg.TimeScale)}
+			p.guestWall += wire.Compile.Limits.WallTime
+		}
+	}
+	p.wire = wire
+	return p, nil
+}
+
+// Run runs job in a fresh VM that is destroyed before Run returns. An error
+// means the job could not be run: errors.Is(err, ErrBadJob) for the job's own
+// fault, anything else is the host's (an Internal Error to a user).
+func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
+	p, err := r.prepare(job)
+	if err != nil {
+		return Result{}, err
+	}
+	log := r.log.With("job", job.ID, "lang", job.Language)
+	vm, err := r.boot(ctx, p.image, log)
+	if err != nil {
+		return Result{}, err
+	}
+	defer vm.Close()
+	return r.exchange(ctx, vm, p, log)
+}
+
+func (r *Runner) boot(ctx context.Context, img languages.Image, log *slog.Logger) (*vmm.VM, error) {
+	vm, err := vmm.Start(ctx, vmm.Config{
+		QEMU: r.cfg.QEMU, Kernel: r.kernel, Initramfs: r.initramfs, Image: img.Path,
+		MemoryMiB: r.cfg.MemoryMiB, VCPUs: r.cfg.VCPUs, Accel: r.accel, RunDir: r.cfg.RunDir, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start vm: %w", err)
+	}
+	log.Debug("vm booted", "boot", vm.BootTime)
+	return vm, nil
+}
+
+// exchange sends one job to a booted VM's agent and collects its answer.
+// When the guest does not answer within its wall budget plus hostGrace, the
+// job ends as Time Limit Exceeded and the caller must kill the VM.
+func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slog.Logger) (Result, error) {
+	res := Result{Accel: vm.Accel, TimeScale: r.cfg.TimeScale, BootTime: vm.BootTime}
+	w := protocol.NewWriter(vm.Agent())
+	if err := w.JSON(protocol.TypeJob, p.wire); err != nil {
+		return Result{}, fmt.Errorf("send job: %w", err)
+	}
+	// The guest enforces its own wall limit; the host's deadline catches a
+	// guest that stopped answering altogether.
+	start := time.Now()
+	deadline := start.Add(p.guestWall + hostGrace)
+	if err := vm.SetAgentDeadline(deadline); err != nil {
+		return Result{}, err
+	}
+	defer vm.SetAgentDeadline(time.Time{})
+	for {
+		typ, payload, err := protocol.ReadFrame(vm.Agent())
+		if err != nil {
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return Result{}, ctxErr
+			}
+			if time.Now().After(deadline) {
+				log.Warn("guest did not answer by the wall limit: VM killed")
+				res.Status, res.Message, res.Limit = StatusTimeLimit, "wall time limit exceeded (the host stopped the VM)", protocol.LimitWall
+				res.WallTime = time.Since(start)
+				return res, nil
+			}
+			return Result{}, fmt.Errorf("read from agent: %w", err)
+		}
+		switch typ {
+		case protocol.TypeStdout:
+			res.Stdout = append(res.Stdout, payload...)
+		case protocol.TypeStderr:
+			res.Stderr = append(res.Stderr, payload...)
+		case protocol.TypeError:
+			return Result{}, fmt.Errorf("agent: %s", payload)
+		case protocol.TypeResult:
+			var ar protocol.Result
+			if err := json.Unmarshal(payload, &ar); err != nil {
+				return Result{}, fmt.Errorf("decode result: %w", err)
+			}
+			res.fill(&ar)
+			log.Debug("job done", "status", res.Status.Description, "wall", res.WallTime)
+			return res, nil
+		default:
+			return Result{}, fmt.Errorf("unexpected %s frame from the agent", typ)
+		}
+	}
+}
+
+func (res *Result) fill(ar *protocol.Result) {
+	res.Status, res.Message = verdict(ar)
+	res.Compile, res.CompileOutput = ar.Compile, ar.CompileOutput
+	if r := ar.Run; r != nil {
+		res.ExitCode, res.Signal = r.ExitCode, r.Signal
+		res.GuestCPUTime, res.WallTime, res.Memory = r.CPUTime, r.WallTime, r.Memory
+		res.CPUTime = time.Duration(float64(r.CPUTime) / res.TimeScale)
+		res.Limit = r.Limit
+		res.StdoutTruncated, res.StderrTruncated = r.StdoutTruncated, r.StderrTruncated
+	} else if c := ar.Compile; c != nil {
+		res.ExitCode, res.Signal = c.ExitCode, c.Signal
+	}
+}
