@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+
+	"microbox/languages"
+	"microbox/vmm"
+)
+
+func cmdLanguages(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("languages", flag.ContinueOnError)
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	dir, err := cacheDir()
+	if err != nil {
+		return err
+	}
+	built, err := languages.Built(dir)
+	if err != nil {
+		return err
+	}
+	have := map[string]languages.Image{}
+	for _, img := range built {
+		have[img.Language] = img
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tVERSION\tIMAGE")
+	for _, l := range languages.All() {
+		img, ok := have[l.ID]
+		if !ok {
+			fmt.Fprintf(tw, "%s\t%s\t-\tnot built (make images)\n", l.ID, l.Name)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d MiB\n", l.ID, l.Name, img.Version, img.Size>>20)
+	}
+	return tw.Flush()
+}
+
+// interruptible returns a context cancelled by SIGINT or SIGTERM, so a long
+// build stops cleanly and leaves nothing half-written.
+func interruptible() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func cmdImages(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "build" {
+		return usageError{"usage: microbox images build [LANG...]"}
+	}
+	fs := flag.NewFlagSet("images build", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	mirror := fs.String("mirror", "", "Debian mirror (default: the host's apt sources)")
+	verbose := fs.Bool("v", false, "verbose log")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err.Error()}
+	}
+	langs := languages.All()
+	if ids := fs.Args(); len(ids) > 0 {
+		langs = langs[:0:0]
+		for _, id := range ids {
+			l, err := languages.Lookup(id)
+			if err != nil {
+				return usageError{err.Error()}
+			}
+			langs = append(langs, l)
+		}
+	}
+	dir, err := cacheDir()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := interruptible()
+	defer cancel()
+	b := &languages.Builder{Dir: dir, Mirror: *mirror, Progress: stdout, Logger: newLogger(stderr, *verbose)}
+	imgs, err := b.Build(ctx, langs)
+	if err != nil {
+		return err
+	}
+	for _, img := range imgs {
+		fmt.Fprintf(stdout, "%-11s %-10s %4d MiB  %s\n", img.Language, img.Version, img.Size>>20, img.Path)
+	}
+	return nil
+}
+
+func cmdKernel(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "build" {
+		return usageError{"usage: microbox kernel build"}
+	}
+	fs := flag.NewFlagSet("kernel build", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	src := fs.String("source", vmm.DefaultKernelSource, "kernel source tarball")
+	jobs := fs.Int("j", 0, "parallel compile jobs (default: CPUs+1)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err.Error()}
+	}
+	dir, err := cacheDir()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := interruptible()
+	defer cancel()
+	b := &vmm.KernelBuilder{Dir: dir, Source: *src, Jobs: *jobs, Progress: stdout}
+	path, err := b.Build(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, path)
+	return nil
+}
