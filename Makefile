@@ -1,0 +1,47 @@
+# microbox — run untrusted code in throwaway microVMs.
+# Artifacts (guest kernel, images) are cached under $(MICROBOX_CACHE),
+# keyed by a hash of their recipe: a second build is instant.
+
+GO          ?= go
+BIN         := bin
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOTESTFLAGS ?= -count=1
+LANGS       ?=
+export MICROBOX_CACHE ?= $(HOME)/.cache/microbox
+
+.PHONY: run test lint bench kernel images agent build deps clean help
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+run: deps build kernel images ## run a demo job in a fresh microVM (builds what is missing)
+	$(BIN)/microbox run examples/hello.py -- from make run
+
+test: deps build kernel images ## run every test, with real QEMU, kernel and images
+	$(GO) test $(GOTESTFLAGS) -timeout 80m ./...
+
+lint: ## gofmt, go vet and staticcheck
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+bench: deps build kernel images ## measure boot and run latency (see benchmarks/README.md)
+	$(GO) test -run '^$$' -bench . -benchtime 5x -timeout 60m ./benchmarks/
+
+kernel: build ## build the guest kernel (about 5 minutes, then cached)
+	$(BIN)/microbox kernel build
+
+images: build ## build the language images (root; LANGS="python3 c" for some)
+	$(BIN)/microbox images build $(LANGS)
+
+build: agent ## build the microbox binary and the guest agent
+	$(GO) build -o $(BIN)/microbox ./cmd/microbox
+
+agent: ## build the guest agent (static)
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/microbox-agent ./cmd/microbox-agent
+
+deps: ## install the Debian packages microbox needs (root)
+	@scripts/install-deps
+
+clean: ## remove built binaries (the artifact cache stays)
+	rm -rf $(BIN)

@@ -1,0 +1,6 @@
+import platform
+import sys
+
+print("Hello from a microbox microVM!")
+print("kernel", platform.release(), "· python", platform.python_version())
+print("arguments:", sys.argv[1:])

@@ -1,0 +1,37 @@
+package vmm
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestQEMUArgsHaveNoNetwork(t *testing.T) {
+	for _, accel := range []Accel{AccelTCG, AccelKVM} {
+		args := qemuArgs(Config{Kernel: "k", Initramfs: "i", Image: "img", MemoryMiB: 512, VCPUs: 2, TBSizeMiB: 64, Accel: accel}, "/run/vm")
+		line := strings.Join(args, " ")
+		for _, bad := range []string{"-netdev", "-net ", "-nic", "virtio-net"} {
+			if strings.Contains(line, bad) {
+				t.Errorf("%s: command line has %q: %s", accel, bad, line)
+			}
+		}
+		// -nodefaults: QEMU adds no NIC or other default device of its own.
+		if !slices.Contains(args, "-nodefaults") {
+			t.Errorf("%s: no -nodefaults: %s", accel, line)
+		}
+		if !strings.Contains(line, "readonly=on") {
+			t.Errorf("%s: the root image is not read-only: %s", accel, line)
+		}
+		if !strings.Contains(line, "microvm,acpi=off") {
+			t.Errorf("%s: not a microvm without ACPI: %s", accel, line)
+		}
+	}
+	tcg := strings.Join(qemuArgs(Config{Accel: AccelTCG, TBSizeMiB: 64}, "/d"), " ")
+	if !strings.Contains(tcg, "tcg,thread=multi,tb-size=64") {
+		t.Errorf("tcg without a bounded translation cache: %s", tcg)
+	}
+	kvm := strings.Join(qemuArgs(Config{Accel: AccelKVM}, "/d"), " ")
+	if !strings.Contains(kvm, "-accel kvm") || strings.Contains(kvm, "tcg") {
+		t.Errorf("kvm command line: %s", kvm)
+	}
+}

@@ -1,0 +1,89 @@
+package vmm_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"microbox/internal/vmtest"
+	"microbox/vmm"
+)
+
+func testConfig(t *testing.T) vmm.Config {
+	t.Helper()
+	env := vmtest.Require(t)
+	img := vmtest.RequireImage(t, "bash")
+	initramfs, err := vmm.BuildInitramfs(env.CacheDir, env.Agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vmm.Config{Kernel: env.Kernel, Initramfs: initramfs, Image: img.Path, RunDir: t.TempDir()}
+}
+
+func TestStartAndClose(t *testing.T) {
+	cfg := testConfig(t)
+	vm, err := vmm.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("boot %v under %s", vm.BootTime, vm.Accel)
+	if vm.BootTime <= 0 || vm.Accel == vmm.AccelAuto {
+		t.Fatalf("boot time %v, accel %q", vm.BootTime, vm.Accel)
+	}
+	status, err := vm.QMP().Execute("query-status", nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(status) == "" {
+		t.Fatal("empty query-status")
+	}
+	pid := vm.Pid()
+	if err := vm.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {
+		t.Fatalf("QEMU pid %d still exists after Close", pid)
+	}
+	if entries, _ := os.ReadDir(cfg.RunDir); len(entries) != 0 {
+		t.Fatalf("Close left %d entries in the run dir", len(entries))
+	}
+}
+
+// Cancelling the context in the middle of a boot kills QEMU and removes its
+// folder; Start returns the context's error.
+func TestCancelDuringBoot(t *testing.T) {
+	cfg := testConfig(t)
+	before := vmtest.Take()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	vm, err := vmm.Start(ctx, cfg)
+	if err == nil {
+		vm.Close()
+		t.Skip("the VM booted within 300ms; nothing to cancel")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Start = %v, want the context's error", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if leaks := vmtest.Leaks(before, vmtest.Take()); len(leaks) > 0 {
+		t.Fatalf("a cancelled boot left: %v", leaks)
+	}
+	if entries, _ := os.ReadDir(cfg.RunDir); len(entries) != 0 {
+		t.Fatalf("a cancelled boot left %d entries in the run dir", len(entries))
+	}
+}
+
+func TestMissingFilesAreClearErrors(t *testing.T) {
+	dir := t.TempDir()
+	_, err := vmm.Start(context.Background(), vmm.Config{Kernel: filepath.Join(dir, "vmlinux"), Initramfs: "x", Image: "y"})
+	if err == nil || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Start with a missing kernel = %v", err)
+	}
+}
