@@ -229,7 +229,10 @@ func checkCPULimit(t *testing.T, job Job) {
 
 func TestMemoryBomb(t *testing.T) {
 	src := "chunks = []\nwhile True:\n    chunks.append(bytearray(8 << 20))\n"
-	res := runUnscaled(t, Job{Language: "python3", Source: []byte(src), Limits: Limits{Memory: 64 << 20}})
+	// Generous time limits: TCG fills memory slowly (about 25 MB/s), and the
+	// verdict, not the speed, is under test here.
+	lim := Limits{Memory: 64 << 20, CPUTime: 30 * time.Second, WallTime: 60 * time.Second}
+	res := runUnscaled(t, Job{Language: "python3", Source: []byte(src), Limits: lim})
 	wantStatus(t, res, StatusMemoryLimit)
 	if res.Memory < 60<<20 {
 		t.Fatalf("peak memory %d KiB, want near the 64 MiB limit", res.Memory>>10)
@@ -242,7 +245,7 @@ func TestMemoryBombThroughTmpfs(t *testing.T) {
 	for _, dir := range []string{"/tmp", "/box", "/dev/shm"} {
 		t.Run(dir, func(t *testing.T) {
 			src := fmt.Sprintf("for i in $(seq 1 100); do head -c 8388608 /dev/zero > %s/f$i || exit 1; done; echo survived", dir)
-			lim := Limits{Memory: 64 << 20, FileSize: 1 << 30}
+			lim := Limits{Memory: 64 << 20, FileSize: 1 << 30, CPUTime: 30 * time.Second, WallTime: 60 * time.Second}
 			res := runUnscaled(t, Job{Language: "bash", Source: []byte(src), Limits: lim})
 			wantStatus(t, res, StatusMemoryLimit)
 			if strings.Contains(string(res.Stdout), "survived") {
@@ -341,6 +344,8 @@ func TestBadJobs(t *testing.T) {
 		{"too large", Job{Language: "python3", Source: bytes.Repeat([]byte("#"), DefaultMaxSource+1)}},
 		{"escaping file name", Job{Language: "python3", Source: []byte("1"), Files: []protocol.File{{Name: "../etc/passwd"}}}},
 		{"memory over max", Job{Language: "python3", Source: []byte("1"), Limits: Limits{Memory: 1 << 30}}},
+		{"stdin too large", Job{Language: "python3", Source: []byte("1"), Stdin: make([]byte, MaxStdin+1)}},
+		{"negative limit", Job{Language: "python3", Source: []byte("1"), Limits: Limits{CPUTime: -time.Second}}},
 	}
 	before := vmtest.Take()
 	for _, tt := range tests {

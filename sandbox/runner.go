@@ -24,6 +24,10 @@ var ErrBadJob = errors.New("bad job")
 // DefaultMaxSource is the largest source file accepted by default.
 const DefaultMaxSource = 1 << 20
 
+// MaxStdin bounds a job's standard input: the job travels to the agent in
+// one frame, base64 inside JSON, under protocol.MaxPayload.
+const MaxStdin = 16 << 20
+
 // DefaultTCGTimeScale multiplies time limits (CPU and wall) under TCG, where
 // guest code runs several times slower than native (measured here: a compute
 // loop in python3 5x), so that "1 s" means about what it means on a KVM host.
@@ -199,6 +203,8 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 		return nil, fmt.Errorf("%w: the source is empty", ErrBadJob)
 	case size > r.cfg.MaxSource:
 		return nil, fmt.Errorf("%w: source and files are %d bytes, over the limit of %d", ErrBadJob, size, r.cfg.MaxSource)
+	case len(job.Stdin) > MaxStdin:
+		return nil, fmt.Errorf("%w: stdin is %d bytes, over the limit of %d", ErrBadJob, len(job.Stdin), MaxStdin)
 	}
 	run := job.Limits.withDefaults(DefaultRunLimits())
 	if err := run.validate("run"); err != nil {

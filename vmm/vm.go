@@ -315,12 +315,15 @@ func (vm *VM) dialQMP(deadline time.Time) (*QMP, error) {
 // ping until the guest opens the port, so one ping is enough.
 func (vm *VM) handshake(deadline time.Time) (protocol.Hello, error) {
 	var hello protocol.Hello
-	if err := protocol.WriteFrame(vm.agent, protocol.TypePing, nil); err != nil {
+	vm.mu.Lock()
+	agent := vm.agent
+	vm.mu.Unlock()
+	if err := protocol.WriteFrame(agent, protocol.TypePing, nil); err != nil {
 		return hello, fmt.Errorf("ping agent: %w", err)
 	}
-	_ = vm.agent.SetReadDeadline(deadline)
-	defer vm.agent.SetReadDeadline(time.Time{})
-	typ, payload, err := protocol.ReadFrame(vm.agent)
+	_ = agent.SetReadDeadline(deadline)
+	defer agent.SetReadDeadline(time.Time{})
+	typ, payload, err := protocol.ReadFrame(agent)
 	if err != nil {
 		select {
 		case <-vm.exited:
@@ -358,11 +361,46 @@ func (vm *VM) diagnostics() string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
+// ReconnectAgent drops the agent connection and opens a new one, as a host
+// that restarted would. The agent sees EOF in between and must wait for the
+// new host, not exit; the caller pings it again.
+func (vm *VM) ReconnectAgent() error {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.closed {
+		return ErrClosed
+	}
+	vm.agent.Close()
+	conn, err := net.Dial("unix", filepath.Join(vm.dir, "agent.sock"))
+	if err != nil {
+		return fmt.Errorf("reconnect agent: %w", err)
+	}
+	vm.agent = conn
+	return nil
+}
+
+// Ping asks the agent for its Hello and checks its protocol version.
+func (vm *VM) Ping(timeout time.Duration) (protocol.Hello, error) {
+	return vm.handshake(time.Now().Add(timeout))
+}
+
+// Console returns the last lines of QEMU's log and of the guest console
+// (kernel messages and the agent's own log), for diagnostics.
+func (vm *VM) Console() string { return vm.diagnostics() }
+
 // Agent is the byte stream to the guest agent.
-func (vm *VM) Agent() io.ReadWriter { return vm.agent }
+func (vm *VM) Agent() io.ReadWriter {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.agent
+}
 
 // SetAgentDeadline bounds reads and writes on the agent stream.
-func (vm *VM) SetAgentDeadline(t time.Time) error { return vm.agent.SetDeadline(t) }
+func (vm *VM) SetAgentDeadline(t time.Time) error {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.agent.SetDeadline(t)
+}
 
 // QMP is the VM's control connection.
 func (vm *VM) QMP() *QMP { return vm.qmp }

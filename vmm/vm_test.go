@@ -6,10 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"microbox/internal/vmtest"
+	"microbox/sandbox/protocol"
 	"microbox/vmm"
 )
 
@@ -40,6 +42,11 @@ func TestStartAndClose(t *testing.T) {
 	}
 	if string(status) == "" {
 		t.Fatal("empty query-status")
+	}
+	for _, a := range vm.Args {
+		if strings.Contains(a, "netdev") || a == "-net" || a == "-nic" {
+			t.Fatalf("QEMU was given a network device: %v", vm.Args)
+		}
 	}
 	pid := vm.Pid()
 	if err := vm.Close(); err != nil {
@@ -77,6 +84,34 @@ func TestCancelDuringBoot(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(cfg.RunDir); len(entries) != 0 {
 		t.Fatalf("a cancelled boot left %d entries in the run dir", len(entries))
+	}
+}
+
+// The agent is PID 1: a host that goes away (EOF on the port) must find it
+// waiting when it comes back, never exited and never spinning.
+func TestAgentSurvivesHostReconnect(t *testing.T) {
+	vm, err := vmm.Start(context.Background(), testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	for i := 0; i < 3; i++ {
+		if err := vm.ReconnectAgent(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond) // the agent reads EOF meanwhile
+		hello, err := vm.Ping(10 * time.Second)
+		if err != nil {
+			t.Fatalf("after reconnect %d: %v", i+1, err)
+		}
+		if hello.Version != protocol.Version {
+			t.Fatalf("hello %+v", hello)
+		}
+	}
+	select {
+	case <-vm.Exited():
+		t.Fatal("the VM stopped")
+	default:
 	}
 }
 

@@ -165,7 +165,7 @@ func (f *runFlags) job(file string, args []string) (sandbox.Job, error) {
 	}
 	var stdin []byte
 	if f.stdin != "" {
-		if stdin, err = readInput(f.stdin, 64<<20); err != nil {
+		if stdin, err = readInput(f.stdin, sandbox.MaxStdin); err != nil {
 			return job, err
 		}
 	}

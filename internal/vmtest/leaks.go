@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"testing"
 )
 
 // Snapshot lists what microbox may leave behind on the host: QEMU processes,
@@ -28,7 +30,7 @@ func Take() Snapshot {
 			continue
 		}
 		cmd := strings.ReplaceAll(string(b), "\x00", " ")
-		if strings.Contains(cmd, "qemu-system") && strings.Contains(cmd, "microbox-vm-") {
+		if strings.Contains(cmd, "qemu-system") && strings.Contains(cmd, "microbox-vm-") && isChild(filepath.Dir(p)) {
 			s.Processes = append(s.Processes, filepath.Base(filepath.Dir(p))+": "+cmd)
 		}
 	}
@@ -49,6 +51,21 @@ func Take() Snapshot {
 	return s
 }
 
+// isChild says whether the process at /proc/PID is a child of this one, so
+// that packages testing in parallel do not see each other's VMs.
+func isChild(procDir string) bool {
+	b, err := os.ReadFile(filepath.Join(procDir, "status"))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "PPid:"); ok {
+			return strings.TrimSpace(v) == strconv.Itoa(os.Getpid())
+		}
+	}
+	return false
+}
+
 // Leaks returns what is in after but not in before, one line per item.
 func Leaks(before, after Snapshot) []string {
 	var out []string
@@ -64,4 +81,34 @@ func Leaks(before, after Snapshot) []string {
 	diff("mount", before.Mounts, after.Mounts)
 	diff("cgroup", before.Cgroups, after.Cgroups)
 	return out
+}
+
+// RunCheckingLeaks runs a package's tests and fails them if, after all of
+// them, a QEMU process, VM folder, mount or cgroup was left behind. Use it
+// from TestMain: os.Exit(vmtest.RunCheckingLeaks(m)).
+func RunCheckingLeaks(m *testing.M) int {
+	// A TMPDIR of this package's own, so VM folders of packages testing in
+	// parallel are not mistaken for ours.
+	tmp, err := os.MkdirTemp("", "microbox-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	// Traversable, so tests can run programs as an unprivileged user.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	os.Setenv("TMPDIR", tmp)
+	before := Take()
+	code := m.Run()
+	if leaks := Leaks(before, Take()); len(leaks) > 0 {
+		fmt.Fprintln(os.Stderr, "FAIL: the tests left these behind:")
+		for _, l := range leaks {
+			fmt.Fprintln(os.Stderr, "  "+l)
+		}
+		code = 1
+	}
+	return code
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -47,6 +48,8 @@ func (e *helperError) Error() string { return e.Step + ": " + e.Message }
 
 // runHelper never returns: it execs the user's program or exits 127.
 func runHelper(arg string) {
+	// Per-thread state (no_new_privs) must be set on the thread that execs.
+	runtime.LockOSThread()
 	report := os.NewFile(helperFD, "helper-report")
 	syscall.CloseOnExec(helperFD)
 	fail := func(step string, err error) {
@@ -87,6 +90,9 @@ func runHelper(arg string) {
 	// PID 1) keeps them from coming back through an exec.
 	if err := unix.Setresuid(spec.UID, spec.UID, spec.UID); err != nil {
 		fail("setuid", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		fail("no_new_privs", err)
 	}
 	if len(spec.Argv) == 0 {
 		fail("exec", errors.New("empty command"))

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -84,9 +85,11 @@ func setup(log *slog.Logger) (*agent, error) {
 		return nil, fmt.Errorf("oom_score_adj: %w", err)
 	}
 	// Inherited by every step: nothing run from here can gain privileges
-	// through setuid files or file capabilities.
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return nil, fmt.Errorf("no_new_privs: %w", err)
+	// through setuid files or file capabilities. The flag is per thread, so
+	// it is set on all of the runtime's threads (new ones are cloned from
+	// them); the exec helper sets it again on the thread that execs.
+	if _, _, errno := syscall.AllThreadsSyscall(syscall.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); errno != 0 {
+		return nil, fmt.Errorf("no_new_privs: %w", errno)
 	}
 	if err := os.MkdirAll(privateDir, 0o700); err != nil {
 		return nil, err

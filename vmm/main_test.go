@@ -1,0 +1,12 @@
+package vmm_test
+
+import (
+	"os"
+	"testing"
+
+	"microbox/internal/vmtest"
+)
+
+// TestMain fails the package if its tests left a QEMU process, VM folder,
+// mount or cgroup behind.
+func TestMain(m *testing.M) { os.Exit(vmtest.RunCheckingLeaks(m)) }
