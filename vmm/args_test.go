@@ -19,6 +19,9 @@ func TestQEMUArgsHaveNoNetwork(t *testing.T) {
 		if !slices.Contains(args, "-nodefaults") {
 			t.Errorf("%s: no -nodefaults: %s", accel, line)
 		}
+		if !strings.Contains(line, "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny") {
+			t.Errorf("%s: QEMU's own seccomp sandbox is off: %s", accel, line)
+		}
 		if !strings.Contains(line, "readonly=on") {
 			t.Errorf("%s: the root image is not read-only: %s", accel, line)
 		}

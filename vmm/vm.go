@@ -172,6 +172,9 @@ func kernelArgs() string {
 // qemuArgs builds the command line. Never a -netdev: guests have no network.
 func qemuArgs(cfg Config, dir string) []string {
 	args := []string{
+		// QEMU's own seccomp filter: no obsolete syscalls, no setuid,
+		// no fork or exec, no scheduler or affinity changes.
+		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 		"-M", "microvm,acpi=off,isa-serial=on",
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-m", strconv.Itoa(cfg.MemoryMiB),

@@ -117,7 +117,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) (int, error) {
 		return 0, usageError{err.Error()}
 	}
 	runner, err := sandbox.New(sandbox.Config{
-		CacheDir: dir, Agent: agent, Accel: accel, TimeScale: f.timeScale,
+		CacheDir: dir, Agent: agent, Accel: accel, TimeScale: f.timeScale, QEMU: os.Getenv("MICROBOX_QEMU"),
 		MaxSource: f.maxSource, Logger: newLogger(stderr, f.verbose),
 	})
 	if err != nil {
