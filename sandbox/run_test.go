@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"microbox/internal/leakcheck"
 	"microbox/internal/vmtest"
 	"microbox/languages"
 	"microbox/sandbox/protocol"
@@ -347,7 +348,7 @@ func TestBadJobs(t *testing.T) {
 		{"stdin too large", Job{Language: "python3", Source: []byte("1"), Stdin: make([]byte, MaxStdin+1)}},
 		{"negative limit", Job{Language: "python3", Source: []byte("1"), Limits: Limits{CPUTime: -time.Second}}},
 	}
-	before := vmtest.Take()
+	before := leakcheck.Take()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := r.Run(context.Background(), tt.job); !errors.Is(err, ErrBadJob) {
@@ -355,7 +356,7 @@ func TestBadJobs(t *testing.T) {
 			}
 		})
 	}
-	if leaks := vmtest.Leaks(before, vmtest.Take()); len(leaks) > 0 {
+	if leaks := leakcheck.Leaks(before, leakcheck.Take()); len(leaks) > 0 {
 		t.Fatalf("bad jobs started something: %v", leaks)
 	}
 }
@@ -363,7 +364,7 @@ func TestBadJobs(t *testing.T) {
 func TestCancelKillsVM(t *testing.T) {
 	r := newRunner(t, "bash", 0)
 	ctx, cancel := context.WithCancel(context.Background())
-	before := vmtest.Take()
+	before := leakcheck.Take()
 	done := make(chan error, 1)
 	go func() {
 		_, err := r.Run(ctx, Job{Language: "bash", Source: []byte("sleep 60"), Limits: Limits{WallTime: 60 * time.Second}})
@@ -379,7 +380,7 @@ func TestCancelKillsVM(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context was cancelled")
 	}
-	if leaks := vmtest.Leaks(before, vmtest.Take()); len(leaks) > 0 {
+	if leaks := leakcheck.Leaks(before, leakcheck.Take()); len(leaks) > 0 {
 		t.Fatalf("a cancelled run left: %v", leaks)
 	}
 }

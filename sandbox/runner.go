@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"microbox/jailer"
 	"microbox/languages"
 	"microbox/sandbox/protocol"
 	"microbox/vmm"
@@ -109,9 +110,24 @@ type Config struct {
 	MaxSource int
 	// RunDir holds each VM's private folder; empty means the temp dir.
 	RunDir string
+	// NoJail runs QEMU without the jailer: for debugging only, never with
+	// untrusted code. The default, jailed, needs root.
+	NoJail bool
+	// JailRoot holds the jail folders; empty means DefaultJailRoot.
+	JailRoot string
+	// UIDBase and UIDCount are the range of unprivileged uids handed to
+	// VMs, one each; zero means DefaultUIDBase and DefaultUIDCount.
+	UIDBase, UIDCount int
 	// Logger receives per-job logs; nil discards them.
 	Logger *slog.Logger
 }
+
+// Defaults of the jail configuration.
+const (
+	DefaultJailRoot = "/run/microbox/jails"
+	DefaultUIDBase  = 200000 // above the ids a distribution gives users
+	DefaultUIDCount = 65536
+)
 
 // Runner runs jobs, each in a VM of its own.
 type Runner struct {
@@ -119,6 +135,7 @@ type Runner struct {
 	kernel    string
 	initramfs string
 	accel     vmm.Accel
+	jail      *vmm.Jail // nil with NoJail
 	log       *slog.Logger
 }
 
@@ -165,7 +182,32 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.TimeScale < 1 {
 		return nil, fmt.Errorf("time scale %v must be at least 1", cfg.TimeScale)
 	}
-	return &Runner{cfg: cfg, kernel: kernel, initramfs: initramfs, accel: accel, log: cfg.Logger}, nil
+	r := &Runner{cfg: cfg, kernel: kernel, initramfs: initramfs, accel: accel, log: cfg.Logger}
+	if cfg.NoJail {
+		cfg.Logger.Warn("JAILING DISABLED (--no-jail): QEMU runs as root without namespaces, cgroup or seccomp allowlist; for debugging only")
+		return r, nil
+	}
+	if os.Geteuid() != 0 {
+		return nil, jailer.ErrRoot
+	}
+	if cfg.JailRoot == "" {
+		cfg.JailRoot = DefaultJailRoot
+	}
+	if cfg.UIDBase == 0 {
+		cfg.UIDBase, cfg.UIDCount = DefaultUIDBase, DefaultUIDCount
+	}
+	// A worker that crashed left jail folders and cgroups: clear them
+	// before taking jobs (live workers' jails are left alone).
+	removed, err := jailer.CleanStale(cfg.JailRoot)
+	if len(removed) > 0 {
+		cfg.Logger.Info("removed jails of a dead worker", "jails", removed)
+	}
+	if err != nil {
+		cfg.Logger.Warn("could not remove every stale jail", "err", err)
+	}
+	r.cfg = cfg
+	r.jail = &vmm.Jail{Root: cfg.JailRoot, UIDs: jailer.NewUIDPool(cfg.UIDBase, cfg.UIDCount)}
+	return r, nil
 }
 
 // Accel is the accelerator the runner's VMs use.
@@ -256,7 +298,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 func (r *Runner) boot(ctx context.Context, img languages.Image, log *slog.Logger) (*vmm.VM, error) {
 	vm, err := vmm.Start(ctx, vmm.Config{
 		QEMU: r.cfg.QEMU, Kernel: r.kernel, Initramfs: r.initramfs, Image: img.Path,
-		MemoryMiB: r.cfg.MemoryMiB, VCPUs: r.cfg.VCPUs, Accel: r.accel, RunDir: r.cfg.RunDir, Logger: log,
+		MemoryMiB: r.cfg.MemoryMiB, VCPUs: r.cfg.VCPUs, Accel: r.accel, RunDir: r.cfg.RunDir, Jail: r.jail, Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start vm: %w", err)

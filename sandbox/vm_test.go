@@ -2,7 +2,9 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -87,5 +89,47 @@ func TestImageIsReadOnly(t *testing.T) {
 	res := run(t, Job{Language: "bash", Source: []byte(`touch /usr/bin/x 2>&1; echo > /etc/passwd 2>&1; echo rc=$?`)})
 	if !strings.Contains(string(res.Stdout), "Read-only file system") || strings.Contains(string(res.Stdout), "rc=0") {
 		t.Fatalf("the image is writable: %q", res.Stdout)
+	}
+}
+
+// TestQEMUIsJailed looks at the real QEMU process from the host while it
+// runs a job: unprivileged, no capabilities, no_new_privs, seccomp filter,
+// and pid, net and mount namespaces of its own.
+func TestQEMUIsJailed(t *testing.T) {
+	s := bootShared(t, "bash")
+	done := make(chan Result, 1)
+	go func() { done <- s.run(Job{Language: "bash", Source: []byte("sleep 2; echo ok")}) }()
+	time.Sleep(500 * time.Millisecond)
+	pid := s.vm.Pid()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	field := func(name string) string {
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, name+":"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		return ""
+	}
+	uid := strings.Fields(field("Uid"))
+	if len(uid) != 4 || uid[0] == "0" || uid[0] != uid[1] || uid[0] != uid[2] || uid[0] != uid[3] {
+		t.Errorf("Uid %q: want one unprivileged uid", field("Uid"))
+	}
+	for name, want := range map[string]string{"NoNewPrivs": "1", "Seccomp": "2", "CapEff": "0000000000000000", "CapPrm": "0000000000000000"} {
+		if got := field(name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	for _, ns := range []string{"pid", "net", "mnt", "ipc", "uts"} {
+		host, _ := os.Readlink("/proc/self/ns/" + ns)
+		vm, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, ns))
+		if err != nil || vm == host {
+			t.Errorf("%s namespace of QEMU %q is the host's %q (%v)", ns, vm, host, err)
+		}
+	}
+	if res := <-done; res.Status != StatusAccepted || string(res.Stdout) != "ok\n" {
+		t.Fatalf("job in the jailed VM: %s %q", res.Status.Description, res.Stdout)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"microbox/jailer"
 	"microbox/sandbox/protocol"
 )
 
@@ -68,6 +69,9 @@ type Config struct {
 	RunDir string
 	// Host is where KVM support is looked for; zero means this host.
 	Host Host
+	// Jail confines QEMU (namespaces, pivot_root, cgroup, uid, seccomp);
+	// nil runs it unconfined, for debugging only.
+	Jail *Jail
 	// Logger receives lifecycle messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -81,7 +85,8 @@ type VM struct {
 	// Args is QEMU's command line, for diagnostics and tests.
 	Args []string
 
-	cmd    *exec.Cmd
+	pid    int
+	kill   func() error // ends QEMU, waits for it, frees its jail
 	dir    string
 	qmp    *QMP
 	agent  net.Conn
@@ -225,23 +230,13 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	cmd := exec.Command(cfg.QEMU, vm.Args[1:]...)
-	cmd.Stdout, cmd.Stderr = qlog, qlog
-	cmd.Env = []string{}
-	// Pdeathsig: if this process dies, so does the VM.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		qlog.Close()
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("start qemu: %w", err)
-	}
+	err = vm.launch(cfg, qlog)
 	qlog.Close()
-	vm.cmd = cmd
-	go func() {
-		_ = cmd.Wait()
-		close(vm.exited)
-	}()
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
 	stop := context.AfterFunc(ctx, func() { _ = vm.Close() })
 	vm.mu.Lock()
 	vm.stop = stop
@@ -282,6 +277,100 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 	vm.BootTime = time.Since(start)
 	vm.log.Debug("vm ready", "accel", vm.Accel, "boot", vm.BootTime, "kernel", hello.Kernel, "dir", dir)
 	return vm, nil
+}
+
+// launch starts QEMU, jailed unless cfg.Jail is nil, and arranges for
+// vm.exited to close when it ends and vm.kill to end it.
+func (vm *VM) launch(cfg Config, qlog *os.File) error {
+	if cfg.Jail == nil {
+		cfg.Logger.Warn("QEMU runs WITHOUT the jailer (--no-jail): for debugging only, never with untrusted code")
+		cmd := exec.Command(cfg.QEMU, vm.Args[1:]...)
+		cmd.Stdout, cmd.Stderr = qlog, qlog
+		cmd.Env = []string{}
+		// Pdeathsig: if this process dies, so does the VM.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start qemu: %w", err)
+		}
+		vm.pid = cmd.Process.Pid
+		vm.kill = func() error { _ = cmd.Process.Kill(); <-vm.exited; return nil }
+		go func() {
+			_ = cmd.Wait()
+			close(vm.exited)
+		}()
+		return nil
+	}
+	j := cfg.Jail
+	uid, err := j.UIDs.Acquire()
+	if err != nil {
+		return err
+	}
+	seccomp := j.Seccomp
+	if seccomp == nil {
+		seccomp = jailer.Syscalls(cfg.Accel == AccelKVM)
+	}
+	jail, err := jailer.Start(jailer.Config{
+		ID:       jailer.NewID(strings.TrimPrefix(filepath.Base(vm.dir), "microbox-vm-")),
+		Root:     j.Root,
+		Binary:   cfg.QEMU,
+		Args:     vm.Args[1:],
+		ReadOnly: []string{cfg.Kernel, cfg.Initramfs, cfg.Image},
+		Writable: vm.dir,
+		KVM:      cfg.Accel == AccelKVM,
+		UID:      uid,
+		GID:      uid,
+		Limits: jailer.Limits{
+			Memory:    int64(cfg.MemoryMiB+cfg.TBSizeMiB+j.overheadMiB()) << 20,
+			CPUs:      float64(cfg.VCPUs) + 0.5, // the vCPUs plus QEMU's I/O thread
+			Pids:      jailPids,
+			OpenFiles: 1024,
+			FileSize:  64 << 20, // the console log
+		},
+		Seccomp: seccomp,
+		Stdout:  qlog,
+		Stderr:  qlog,
+		Logger:  cfg.Logger,
+	})
+	if err != nil {
+		j.UIDs.Release(uid)
+		return err
+	}
+	vm.pid = jail.Pid()
+	vm.kill = func() error {
+		err := jail.Close()
+		j.UIDs.Release(uid)
+		return err
+	}
+	go func() {
+		<-jail.Exited()
+		close(vm.exited)
+	}()
+	return nil
+}
+
+// jailPids bounds QEMU's threads: one per vCPU, the main loop, RCU, and a
+// block I/O thread pool that grows on demand.
+const jailPids = 128
+
+// Jail configures the jailer for a VM's QEMU process.
+type Jail struct {
+	// Root holds the jail folders (e.g. /run/microbox/jails).
+	Root string
+	// UIDs hands each VM an unprivileged uid of its own.
+	UIDs *jailer.UIDPool
+	// Seccomp is the syscall allowlist; nil means jailer.Syscalls for the
+	// accel.
+	Seccomp []string
+	// OverheadMiB is QEMU's own memory above guest RAM and the TCG
+	// translation cache, for the jail's memory cgroup; 0 means 192.
+	OverheadMiB int
+}
+
+func (j *Jail) overheadMiB() int {
+	if j.OverheadMiB == 0 {
+		return 192
+	}
+	return j.OverheadMiB
 }
 
 // dial connects to one of the VM's Unix sockets, which QEMU creates shortly
@@ -409,7 +498,7 @@ func (vm *VM) SetAgentDeadline(t time.Time) error {
 func (vm *VM) QMP() *QMP { return vm.qmp }
 
 // Pid is the QEMU process id.
-func (vm *VM) Pid() int { return vm.cmd.Process.Pid }
+func (vm *VM) Pid() int { return vm.pid }
 
 // Exited is closed when the QEMU process has ended.
 func (vm *VM) Exited() <-chan struct{} { return vm.exited }
@@ -432,11 +521,11 @@ func (vm *VM) Close() error {
 		if qmp != nil {
 			qmp.Close()
 		}
-		if vm.cmd != nil && vm.cmd.Process != nil {
-			_ = vm.cmd.Process.Kill()
-			<-vm.exited
+		var killErr error
+		if vm.kill != nil {
+			killErr = vm.kill()
 		}
-		vm.closeErr = os.RemoveAll(vm.dir)
+		vm.closeErr = errors.Join(killErr, os.RemoveAll(vm.dir))
 	})
 	return vm.closeErr
 }

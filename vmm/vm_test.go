@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"microbox/internal/leakcheck"
 	"microbox/internal/vmtest"
 	"microbox/sandbox/protocol"
 	"microbox/vmm"
@@ -67,7 +68,7 @@ func TestStartAndClose(t *testing.T) {
 // folder; Start returns the context's error.
 func TestCancelDuringBoot(t *testing.T) {
 	cfg := testConfig(t)
-	before := vmtest.Take()
+	before := leakcheck.Take()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	vm, err := vmm.Start(ctx, cfg)
@@ -79,7 +80,7 @@ func TestCancelDuringBoot(t *testing.T) {
 		t.Fatalf("Start = %v, want the context's error", err)
 	}
 	time.Sleep(100 * time.Millisecond)
-	if leaks := vmtest.Leaks(before, vmtest.Take()); len(leaks) > 0 {
+	if leaks := leakcheck.Leaks(before, leakcheck.Take()); len(leaks) > 0 {
 		t.Fatalf("a cancelled boot left: %v", leaks)
 	}
 	if entries, _ := os.ReadDir(cfg.RunDir); len(entries) != 0 {

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"microbox/internal/cache"
+	"microbox/jailer"
 )
 
 const usage = `microbox runs untrusted code in throwaway microVMs.
@@ -38,6 +39,7 @@ const (
 )
 
 func main() {
+	jailer.MaybeInit() // when started as a jail's init step, never returns
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"microbox/internal/leakcheck"
 	"microbox/internal/vmtest"
 	"microbox/vmm"
 )
@@ -67,7 +68,7 @@ func TestRunBadInput(t *testing.T) {
 			want string
 		}{"unreadable", []string{"run", unreadable}, "cannot read"})
 	}
-	before := vmtest.Take()
+	before := leakcheck.Take()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, _, stderr := cli(t, tt.args...)
@@ -79,7 +80,7 @@ func TestRunBadInput(t *testing.T) {
 			}
 		})
 	}
-	if leaks := vmtest.Leaks(before, vmtest.Take()); len(leaks) > 0 {
+	if leaks := leakcheck.Leaks(before, leakcheck.Take()); len(leaks) > 0 {
 		t.Fatalf("bad input started something: %v", leaks)
 	}
 }

@@ -65,7 +65,7 @@ type runFlags struct {
 	cpuLimit, wallLimit, timeScale float64
 	memoryMB                       int
 	maxSource                      int
-	verbose                        bool
+	verbose, noJail                bool
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) (int, error) {
@@ -86,6 +86,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) (int, error) {
 	fs.Float64Var(&f.timeScale, "time-scale", 0, "multiply the CPU and wall limits by this inside the VM (default: 1 under kvm, 5 under tcg)")
 	fs.IntVar(&f.maxSource, "max-source", sandbox.DefaultMaxSource, "largest source file accepted, in bytes")
 	fs.BoolVar(&f.verbose, "v", false, "log VM lifecycle to stderr")
+	fs.BoolVar(&f.noJail, "no-jail", false, "run QEMU without the jailer (debugging only: never with untrusted code)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0, nil
@@ -118,7 +119,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	runner, err := sandbox.New(sandbox.Config{
 		CacheDir: dir, Agent: agent, Accel: accel, TimeScale: f.timeScale, QEMU: os.Getenv("MICROBOX_QEMU"),
-		MaxSource: f.maxSource, Logger: newLogger(stderr, f.verbose),
+		MaxSource: f.maxSource, NoJail: f.noJail, Logger: newLogger(stderr, f.verbose),
 	})
 	if err != nil {
 		// Nothing has started: the set-up is incomplete (kernel not

@@ -6,6 +6,7 @@
 package vmtest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -70,6 +71,9 @@ func missing(t testing.TB, reason string) {
 
 func find() (Env, error) {
 	var e Env
+	if os.Geteuid() != 0 {
+		return e, errors.New("VMs run jailed, which needs root (namespaces, cgroups)")
+	}
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		return e, vmm.ErrQEMUMissing
 	}

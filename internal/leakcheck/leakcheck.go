@@ -1,4 +1,6 @@
-package vmtest
+// Package leakcheck finds what tests of microbox left on the host: QEMU
+// processes, VM folders, mounts and cgroups.
+package leakcheck
 
 import (
 	"bufio"
@@ -44,7 +46,9 @@ func Take() Snapshot {
 		}
 		f.Close()
 	}
-	for _, pattern := range []string{"/sys/fs/cgroup/*/microbox*", "/sys/fs/cgroup/microbox*", "/sys/fs/cgroup/unified/microbox*"} {
+	// Jail cgroups are named "<owner pid>-…" (jailer.NewID): only ours.
+	own := strconv.Itoa(os.Getpid()) + "-"
+	for _, pattern := range []string{"/sys/fs/cgroup/*/microbox/" + own + "*", "/sys/fs/cgroup/microbox/" + own + "*"} {
 		m, _ := filepath.Glob(pattern)
 		s.Cgroups = append(s.Cgroups, m...)
 	}
@@ -85,7 +89,7 @@ func Leaks(before, after Snapshot) []string {
 
 // RunCheckingLeaks runs a package's tests and fails them if, after all of
 // them, a QEMU process, VM folder, mount or cgroup was left behind. Use it
-// from TestMain: os.Exit(vmtest.RunCheckingLeaks(m)).
+// from TestMain: os.Exit(leakcheck.RunCheckingLeaks(m)).
 func RunCheckingLeaks(m *testing.M) int {
 	// A TMPDIR of this package's own, so VM folders of packages testing in
 	// parallel are not mistaken for ours.
