@@ -13,7 +13,7 @@ import "sort"
 // with a short comment where the purpose is not obvious: every name in
 // jailer/trace/qemu-tcg-syscalls.txt but io_uring_setup (which gets ENOSYS:
 // see enosysSyscalls), plus getpid, tgkill and rt_sigreturn (signals no
-// traced run sent). The filter is loaded on the exec thread alone, so the
+// traced run sent) and epoll_ctl and epoll_pwait (see epoll_create1). The filter is loaded on the exec thread alone, so the
 // jail init's Go runtime needs nothing here. seccomp_list_test.go keeps the
 // list equal to the trace with those changes.
 var tcgSyscalls = []string{
@@ -26,6 +26,13 @@ var tcgSyscalls = []string{
 	"clone",           // threads, once -sandbox has made clone3 fail with ENOSYS
 	"clone3",          // threads created before -sandbox is installed
 	"close",
+	// With io_uring refused, each AioContext sets up an epoll fd monitor
+	// (traced) and switches to it above 64 watched fds (not reached by
+	// any traced run, so epoll_ctl and epoll_pwait are reasoned, from
+	// QEMU 7.2's util/fdmon-epoll.c).
+	"epoll_create1",
+	"epoll_ctl",
+	"epoll_pwait",
 	"eventfd2",   // event notifiers: main loop, AioContexts, virtio-mmio ioeventfds
 	"execve",     // the jail's init execs QEMU with the filter already on
 	"exit",       // a thread ends (idle block thread-pool workers time out)

@@ -11,7 +11,7 @@ import (
 
 // notTraced are the tcgSyscalls that jailer/trace/trace-qemu cannot see:
 // signal handling that no traced run reached. See seccomp_list.go.
-var notTraced = []string{"getpid", "rt_sigreturn", "tgkill"}
+var notTraced = []string{"epoll_ctl", "epoll_pwait", "getpid", "rt_sigreturn", "tgkill"}
 
 // dangerous must never be allowed to QEMU under TCG: if a trace ever shows
 // one, look at why rather than adding it.
