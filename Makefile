@@ -7,6 +7,7 @@ BIN         := bin
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOTESTFLAGS ?= -count=1
 LANGS       ?=
+BENCHTIME   ?= 5x
 export MICROBOX_CACHE ?= $(HOME)/.cache/microbox
 
 .PHONY: run test lint bench kernel images agent build deps clean help
@@ -26,7 +27,7 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) run $(STATICCHECK) ./...
 
 bench: deps build kernel images ## measure boot and run latency (see benchmarks/README.md)
-	$(GO) test -run '^$$' -bench . -benchtime 5x -timeout 60m ./benchmarks/
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./benchmarks/
 
 kernel: build ## build the guest kernel (about 5 minutes, then cached)
 	$(BIN)/microbox kernel build

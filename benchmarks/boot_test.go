@@ -2,11 +2,13 @@ package benchmarks
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
 	"microbox/internal/vmtest"
+	"microbox/jailer"
 	"microbox/languages"
 	"microbox/sandbox"
 	"microbox/vmm"
@@ -14,6 +16,12 @@ import (
 
 // samples collects one duration per iteration and reports median and p90.
 type samples []time.Duration
+
+func (s samples) median() time.Duration {
+	sorted := slices.Clone(s)
+	slices.Sort(sorted)
+	return sorted[len(sorted)/2]
+}
 
 func (s samples) report(b *testing.B, name string) {
 	b.Helper()
@@ -31,20 +39,22 @@ func (s samples) report(b *testing.B, name string) {
 	b.Logf("%s samples: %v", name, s)
 }
 
-// BenchmarkColdBoot measures QEMU start to the agent's Hello, per language.
+// BenchmarkColdBoot measures QEMU start to the agent's Hello, per language,
+// jailed as in production.
 func BenchmarkColdBoot(b *testing.B) {
 	env := vmtest.Require(b)
 	initramfs, err := vmm.BuildInitramfs(env.CacheDir, env.Agent)
 	if err != nil {
 		b.Fatal(err)
 	}
+	jail := &vmm.Jail{Root: sandbox.DefaultJailRoot, UIDs: jailer.NewUIDPool(sandbox.DefaultUIDBase, 100)}
 	for _, lang := range []string{"python3", "c"} {
 		b.Run(lang, func(b *testing.B) {
 			img := vmtest.RequireImage(b, lang)
 			var boot samples
 			for b.Loop() {
 				vm, err := vmm.Start(context.Background(), vmm.Config{
-					Kernel: env.Kernel, Initramfs: initramfs, Image: img.Path, Accel: vmm.AccelAuto,
+					Kernel: env.Kernel, Initramfs: initramfs, Image: img.Path, Accel: vmm.AccelAuto, Jail: jail,
 				})
 				if err != nil {
 					b.Fatal(err)
@@ -55,6 +65,41 @@ func BenchmarkColdBoot(b *testing.B) {
 			boot.report(b, "boot")
 		})
 	}
+}
+
+// BenchmarkJailOverhead boots the same VM jailed and unjailed, alternately,
+// and reports the median boot time of each and their difference: the cost
+// of namespaces, the jail's mounts, the cgroup and the seccomp filter.
+func BenchmarkJailOverhead(b *testing.B) {
+	env := vmtest.Require(b)
+	img := vmtest.RequireImage(b, "python3")
+	initramfs, err := vmm.BuildInitramfs(env.CacheDir, env.Agent)
+	if err != nil {
+		b.Fatal(err)
+	}
+	jail := &vmm.Jail{Root: sandbox.DefaultJailRoot, UIDs: jailer.NewUIDPool(sandbox.DefaultUIDBase, 100)}
+	var jailed, bare samples
+	for b.Loop() {
+		// Four pairs per iteration: `make bench` (5x) gives 20 of each.
+		for _, j := range []*vmm.Jail{jail, nil, jail, nil, jail, nil, jail, nil} {
+			vm, err := vmm.Start(context.Background(), vmm.Config{
+				Kernel: env.Kernel, Initramfs: initramfs, Image: img.Path, Jail: j,
+				Logger: slog.New(slog.DiscardHandler),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if j != nil {
+				jailed = append(jailed, vm.BootTime)
+			} else {
+				bare = append(bare, vm.BootTime)
+			}
+			vm.Close()
+		}
+	}
+	jailed.report(b, "jailed-boot")
+	bare.report(b, "bare-boot")
+	b.ReportMetric(float64(jailed.median()-bare.median())/float64(time.Millisecond), "jail-added-median-ms")
 }
 
 var hello = map[string]string{

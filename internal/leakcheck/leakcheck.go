@@ -37,6 +37,8 @@ func Take() Snapshot {
 		}
 	}
 	s.Files, _ = filepath.Glob(filepath.Join(os.TempDir(), "microbox-vm-*"))
+	jails, _ := filepath.Glob(filepath.Join("/run/microbox/jails", strconv.Itoa(os.Getpid())+"-*"))
+	s.Files = append(s.Files, jails...)
 	if f, err := os.Open("/proc/self/mountinfo"); err == nil {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
