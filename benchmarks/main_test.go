@@ -1,14 +1,9 @@
 package benchmarks
 
 import (
-	"os"
 	"testing"
 
-	"microbox/internal/leakcheck"
-	"microbox/jailer"
+	"microbox/internal/vmtest"
 )
 
-func TestMain(m *testing.M) {
-	jailer.MaybeInit() // the test binary is also the jail's init step
-	os.Exit(leakcheck.RunCheckingLeaks(m))
-}
+func TestMain(m *testing.M) { vmtest.Main(m) }

@@ -15,6 +15,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"microbox/internal/logtail"
 )
 
 // Builder builds the shared base and language images under Dir.
@@ -367,17 +369,7 @@ func ctxErr(ctx context.Context) error {
 }
 
 // tail returns the last n lines of the build log.
-func (j *job) tail(n int) string {
-	data, err := os.ReadFile(j.logPath)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (j *job) tail(n int) string { return logtail.Lines(j.logPath, n) }
 
 // copyResolvConf gives apt in the chroot the host's name servers. An
 // existing resolv.conf (possibly a symlink that points outside the rootfs)

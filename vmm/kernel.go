@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"microbox/internal/cache"
+	"microbox/internal/logtail"
 )
 
 //go:embed guest-kernel.config
@@ -135,7 +136,7 @@ func (b *KernelBuilder) Build(ctx context.Context) (string, error) {
 		cmd.Dir = dir
 		cmd.Stdout, cmd.Stderr = logFile, logFile
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("guest kernel: %s: %w\n%s", what, err, tail(logPath, 20))
+			return fmt.Errorf("guest kernel: %s: %w\n%s", what, err, logtail.Lines(logPath, 20))
 		}
 		return nil
 	}
@@ -248,18 +249,6 @@ func (b *KernelBuilder) progress(format string, args ...any) {
 	if b.Logger != nil {
 		b.Logger.Debug(fmt.Sprintf(format, args...))
 	}
-}
-
-func tail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func copyFile(src, dst string) error {

@@ -1,16 +1,9 @@
 package vmm_test
 
 import (
-	"os"
 	"testing"
 
-	"microbox/internal/leakcheck"
-	"microbox/jailer"
+	"microbox/internal/vmtest"
 )
 
-// TestMain fails the package if its tests left a QEMU process, VM folder,
-// mount or cgroup behind.
-func TestMain(m *testing.M) {
-	jailer.MaybeInit() // the test binary is also the jail's init step
-	os.Exit(leakcheck.RunCheckingLeaks(m))
-}
+func TestMain(m *testing.M) { vmtest.Main(m) }

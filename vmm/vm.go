@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"microbox/internal/logtail"
 	"microbox/jailer"
 	"microbox/sandbox/protocol"
 )
@@ -440,15 +441,11 @@ func (vm *VM) handshake(deadline time.Time) (protocol.Hello, error) {
 func (vm *VM) diagnostics() string {
 	var b strings.Builder
 	for _, name := range []string{"qemu.log", "console.log"} {
-		data, err := os.ReadFile(filepath.Join(vm.dir, name))
-		if err != nil || len(strings.TrimSpace(string(data))) == 0 {
+		last := logtail.Lines(filepath.Join(vm.dir, name), 15)
+		if strings.TrimSpace(last) == "" {
 			continue
 		}
-		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-		if len(lines) > 15 {
-			lines = lines[len(lines)-15:]
-		}
-		fmt.Fprintf(&b, "--- %s (last lines) ---\n%s\n", name, strings.Join(lines, "\n"))
+		fmt.Fprintf(&b, "--- %s (last lines) ---\n%s\n", name, last)
 	}
 	return strings.TrimRight(b.String(), "\n")
 }

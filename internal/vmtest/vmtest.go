@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"microbox/internal/cache"
+	"microbox/internal/leakcheck"
+	"microbox/jailer"
 	"microbox/languages"
 	"microbox/vmm"
 )
@@ -128,4 +130,12 @@ func moduleRoot() (string, error) {
 		return "", fmt.Errorf("not inside the microbox module")
 	}
 	return filepath.Dir(mod), nil
+}
+
+// Main is the TestMain of every package that boots VMs: the test binary is
+// also the jail's init step (the jailer re-executes it), and the package
+// fails if its tests left a QEMU process, VM folder, mount or cgroup behind.
+func Main(m *testing.M) {
+	jailer.MaybeInit()
+	os.Exit(leakcheck.RunCheckingLeaks(m))
 }
