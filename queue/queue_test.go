@@ -208,3 +208,57 @@ func TestSubmissionsSurviveRedisCrash(t *testing.T) {
 		}
 	}
 }
+
+// The worker stores a result for every job, and ends a job whose workers
+// kept dying as exhausted instead of running it forever.
+func TestWorkerRunsEveryJob(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	q, _ := newQueue(t, Config{ClaimIdle: 300 * time.Millisecond, MaxDeliveries: 1})
+	// A job whose worker died holding it: the next delivery is past the
+	// cap of 1.
+	if err := q.Submit(ctx, "doomed", nil); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := q.Next(ctx, "died", time.Second); err != nil || d == nil {
+		t.Fatalf("Next = %v, %v", d, err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	const n = 20
+	for i := 0; i < n; i++ {
+		if err := q.Submit(ctx, fmt.Sprint("j", i), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := &Worker{
+		Queue: q, Name: "test", Concurrency: 3,
+		Handle: func(_ context.Context, id string, payload []byte) []byte { return append([]byte("ran "), payload...) },
+		Exhausted: func(id string, _ []byte, deliveries int64) []byte {
+			return []byte(fmt.Sprint("exhausted after ", deliveries))
+		},
+	}
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	wait := func(id string) string {
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer wcancel()
+		b, err := q.Wait(wctx, id)
+		if err != nil {
+			t.Fatalf("job %s: %v", id, err)
+		}
+		return string(b)
+	}
+	for i := 0; i < n; i++ {
+		if got := wait(fmt.Sprint("j", i)); got != fmt.Sprint("ran ", i) {
+			t.Fatalf("job j%d: %q", i, got)
+		}
+	}
+	if got := wait("doomed"); got != "exhausted after 2" {
+		t.Fatalf("doomed job: %q", got)
+	}
+	cancel()
+	<-done
+	if n, _ := q.Depth(context.Background()); n != 0 {
+		t.Fatalf("depth %d after every job ended: %d went in, some did not come out", n, n+1)
+	}
+}
