@@ -1,3 +1,6 @@
-// Package api will serve microbox's REST API on echo: Judge0-compatible
-// submission routes and the native /v1/runs (issue 3).
+// Package api serves microbox's REST API on echo. The Judge0-compatible
+// routes (POST/GET /submissions, /languages, /statuses, /about,
+// /config_info) follow Judge0 CE's documented API, field types included, so
+// its clients switch by changing a URL; submissions go onto the Redis queue
+// and workers run them (Handler) in fresh microVMs.
 package api

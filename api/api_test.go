@@ -1,0 +1,232 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"microbox/internal/redistest"
+	"microbox/internal/vmtest"
+	"microbox/queue"
+	"microbox/sandbox"
+)
+
+func TestMain(m *testing.M) { vmtest.Main(m) }
+
+type service struct {
+	url string
+	q   *queue.Queue
+}
+
+// startService runs the API and workers as `microbox serve` does, against a
+// real redis-server and real VMs; workers=0 starts none.
+func startService(t *testing.T, qcfg queue.Config, workers int) *service {
+	t.Helper()
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	t.Cleanup(func() { rdb.Close() })
+	q := queue.New(rdb, qcfg)
+	if err := q.Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	env := vmtest.Require(t)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if workers > 0 {
+		vmtest.RequireImage(t, "python3")
+		r, err := sandbox.New(sandbox.Config{CacheDir: env.CacheDir, Kernel: env.Kernel, Agent: env.Agent, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		w := &queue.Worker{Queue: q, Name: "test", Concurrency: workers, Handle: Handler(r, log), Exhausted: Exhausted, Logger: log}
+		done := make(chan struct{})
+		go func() { w.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	api := New(Config{Queue: q, Redis: rdb, CacheDir: env.CacheDir, Accel: "tcg", TimeScale: 5, WaitTimeout: 2 * time.Minute, Logger: log})
+	hs := httptest.NewServer(api.Handler())
+	t.Cleanup(hs.Close)
+	return &service{url: hs.URL, q: q}
+}
+
+func (s *service) call(t *testing.T, method, path, body string) (int, map[string]any, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, s.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if len(raw) > 0 && raw[0] == '{' {
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, path, err, raw)
+		}
+	} else {
+		m = map[string]any{"_raw": string(raw)}
+	}
+	return resp.StatusCode, m, resp.Header
+}
+
+func statusID(m map[string]any) int {
+	st, _ := m["status"].(map[string]any)
+	id, _ := st["id"].(float64)
+	return int(id)
+}
+
+func TestSubmitAndWait(t *testing.T) {
+	s := startService(t, queue.Config{}, 2)
+	code, m, _ := s.call(t, "POST", "/submissions?wait=true&fields=*",
+		`{"source_code":"import sys\nprint(input()[::-1], sys.argv[1:])","language_id":71,"stdin":"olleh","command_line_arguments":"a 'b c'"}`)
+	if code != http.StatusCreated || statusID(m) != 3 {
+		t.Fatalf("wait=true: %d %v", code, m)
+	}
+	if m["stdout"] != "hello ['a', 'b c']\n" {
+		t.Fatalf("stdout %q", m["stdout"])
+	}
+	if _, ok := m["time"].(string); !ok {
+		t.Fatalf("time must be a string of seconds (Judge0): %#v", m["time"])
+	}
+	if _, ok := m["memory"].(float64); !ok {
+		t.Fatalf("memory must be a number of KB: %#v", m["memory"])
+	}
+	if m["accel"] == nil {
+		t.Fatal("the result does not say which accel ran it")
+	}
+
+	// Wrong Answer from expected_output; trailing whitespace is ignored.
+	_, m, _ = s.call(t, "POST", "/submissions?wait=true", `{"source_code":"print(1)","language_id":71,"expected_output":"2"}`)
+	if statusID(m) != 4 {
+		t.Fatalf("want Wrong Answer: %v", m)
+	}
+	_, m, _ = s.call(t, "POST", "/submissions?wait=true", `{"source_code":"print('1  ')","language_id":71,"expected_output":"1\n"}`)
+	if statusID(m) != 3 {
+		t.Fatalf("trailing spaces must not matter: %v", m)
+	}
+
+	// Async, then poll.
+	code, m, _ = s.call(t, "POST", "/submissions", `{"source_code":"print(42)","language_id":"71"}`)
+	token, _ := m["token"].(string)
+	if code != http.StatusCreated || token == "" {
+		t.Fatalf("async create: %d %v", code, m)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		code, m, _ = s.call(t, "GET", "/submissions/"+token, "")
+		if code != http.StatusOK {
+			t.Fatalf("poll: %d %v", code, m)
+		}
+		if id := statusID(m); id > 2 {
+			if id != 3 || m["stdout"] != "42\n" {
+				t.Fatalf("async result: %v", m)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the async submission never finished")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// base64 in and out.
+	src := base64.StdEncoding.EncodeToString([]byte("import sys; sys.stdout.buffer.write(bytes([0xff, 0x00, 0x41]))"))
+	_, m, _ = s.call(t, "POST", "/submissions?wait=true&base64_encoded=true", fmt.Sprintf(`{"source_code":%q,"language_id":71}`, src))
+	out, _ := base64.StdEncoding.DecodeString(fmt.Sprint(m["stdout"]))
+	if statusID(m) != 3 || !bytes.Equal(out, []byte{0xff, 0x00, 0x41}) {
+		t.Fatalf("base64 output: %v", m)
+	}
+}
+
+func TestBadInputAndUnknownToken(t *testing.T) {
+	s := startService(t, queue.Config{}, 0)
+	tests := []struct {
+		name, body string
+		code       int
+		field      string
+	}{
+		{"malformed JSON", `{"source_code":`, 400, ""},
+		{"empty body", ``, 400, ""},
+		{"unknown language", `{"source_code":"x","language_id":12345}`, 422, "language_id"},
+		{"missing source", `{"language_id":71}`, 422, "source_code"},
+		{"negative limit", `{"source_code":"x","language_id":71,"wall_time_limit":-3}`, 422, "wall_time_limit"},
+		{"invalid base64", `{"source_code":"@@@","language_id":71}`, 422, "source_code"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := "/submissions"
+			if tt.name == "invalid base64" {
+				path += "?base64_encoded=true"
+			}
+			code, m, _ := s.call(t, "POST", path, tt.body)
+			if code != tt.code {
+				t.Fatalf("%d %v, want %d", code, m, tt.code)
+			}
+			if tt.field != "" && m[tt.field] == nil {
+				t.Fatalf("422 body %v does not name %s", m, tt.field)
+			}
+			if tt.code == 400 && m["error"] == nil {
+				t.Fatalf("400 without an error message: %v", m)
+			}
+		})
+	}
+	if n, _ := s.q.Depth(context.Background()); n != 0 {
+		t.Fatalf("bad input reached the queue: depth %d", n)
+	}
+	if code, m, _ := s.call(t, "GET", "/submissions/no-such-token", ""); code != 404 || m["error"] == nil {
+		t.Fatalf("unknown token: %d %v", code, m)
+	}
+}
+
+// With no worker and a bound of 2, the third submission is refused with 503
+// and Retry-After, and the first two stay In Queue.
+func TestQueueFull(t *testing.T) {
+	s := startService(t, queue.Config{MaxLen: 2}, 0)
+	var tokens []string
+	for i := 0; i < 2; i++ {
+		code, m, _ := s.call(t, "POST", "/submissions", `{"source_code":"print(1)","language_id":71}`)
+		if code != 201 {
+			t.Fatalf("submission %d: %d %v", i, code, m)
+		}
+		tokens = append(tokens, m["token"].(string))
+	}
+	code, m, h := s.call(t, "POST", "/submissions", `{"source_code":"print(1)","language_id":71}`)
+	if code != 503 || h.Get("Retry-After") == "" {
+		t.Fatalf("over the bound: %d %v %v", code, m, h)
+	}
+	_, m, _ = s.call(t, "GET", "/submissions/"+tokens[0], "")
+	if statusID(m) != 1 {
+		t.Fatalf("a queued submission: %v", m)
+	}
+}
+
+func TestMetadataRoutes(t *testing.T) {
+	s := startService(t, queue.Config{}, 0)
+	for _, path := range []string{"/statuses", "/languages", "/about", "/config_info", "/healthz", "/readyz", "/languages/71"} {
+		code, m, _ := s.call(t, "GET", path, "")
+		if code != 200 {
+			t.Errorf("GET %s: %d %v", path, code, m)
+		}
+	}
+	_, m, _ := s.call(t, "GET", "/languages/71", "")
+	if name, _ := m["name"].(string); !strings.HasPrefix(name, "Python (3.") {
+		t.Errorf("language 71 is %v", m)
+	}
+	if code, _, _ := s.call(t, "GET", "/languages/1", ""); code != 404 {
+		t.Errorf("unknown language id: %d", code)
+	}
+}

@@ -1,0 +1,92 @@
+package api
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestSplitArgs(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+		err  bool
+	}{
+		{"", nil, false},
+		{"a b  c", []string{"a", "b", "c"}, false},
+		{`"two words" 'single $HOME' x"y"z`, []string{"two words", "single $HOME", "xyz"}, false},
+		{`"esc \" quote"`, []string{`esc " quote`}, false},
+		{`; rm -rf / $(id)`, []string{";", "rm", "-rf", "/", "$(id)"}, false},
+		{`"open`, nil, true},
+	}
+	for _, tt := range tests {
+		got, err := splitArgs(tt.in)
+		if (err != nil) != tt.err || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("splitArgs(%q) = %q, %v; want %q, err %v", tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+func TestSameOutput(t *testing.T) {
+	tests := []struct {
+		got, want string
+		same      bool
+	}{
+		{"1 2\n3\n", "1 2\n3", true},
+		{"1 2   \n3\t\n\n\n", "1 2\n3\n", true},
+		{"1 2\n3\n", "1  2\n3\n", false},
+		{"a\n", "b\n", false},
+		{"a\r\n", "a\n", true},
+	}
+	for _, tt := range tests {
+		if got := sameOutput([]byte(tt.got), tt.want); got != tt.same {
+			t.Errorf("sameOutput(%q, %q) = %v", tt.got, tt.want, got)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	built := map[string]bool{"python3": true, "bash": true}
+	tests := []struct {
+		name, body string
+		b64        bool
+		field      string // "" means valid
+	}{
+		{"valid", `{"source_code":"print(1)","language_id":71}`, false, ""},
+		{"numeric string id", `{"source_code":"print(1)","language_id":"71"}`, false, ""},
+		{"missing source", `{"language_id":71}`, false, "source_code"},
+		{"empty source", `{"source_code":"","language_id":71}`, false, "source_code"},
+		{"missing language", `{"source_code":"x"}`, false, "language_id"},
+		{"unknown language", `{"source_code":"x","language_id":9999}`, false, "language_id"},
+		{"language not built", `{"source_code":"x","language_id":50}`, false, "language_id"},
+		{"non-numeric language", `{"source_code":"x","language_id":"python"}`, false, "language_id"},
+		{"bad base64", `{"source_code":"%%%","language_id":71}`, true, "source_code"},
+		{"negative cpu", `{"source_code":"x","language_id":71,"cpu_time_limit":-1}`, false, "cpu_time_limit"},
+		{"cpu over max", `{"source_code":"x","language_id":71,"cpu_time_limit":100}`, false, "cpu_time_limit"},
+		{"non-numeric memory", `{"source_code":"x","language_id":71,"memory_limit":"lots"}`, false, "memory_limit"},
+		{"memory over max", `{"source_code":"x","language_id":71,"memory_limit":9999999}`, false, "memory_limit"},
+		{"network", `{"source_code":"x","language_id":71,"enable_network":true}`, false, "enable_network"},
+		{"callback unsupported", `{"source_code":"x","language_id":71,"callback_url":"http://127.0.0.1/"}`, false, "callback_url"},
+		{"unterminated quote", `{"source_code":"x","language_id":71,"command_line_arguments":"\"a"}`, false, "command_line_arguments"},
+		{"source too large", `{"source_code":"` + strings.Repeat("x", 2<<20) + `","language_id":71}`, false, "source_code"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r request
+			if err := json.Unmarshal([]byte(tt.body), &r); err != nil {
+				t.Fatal(err)
+			}
+			sub, fe := validate(&r, tt.b64, 1<<20, built)
+			if tt.field == "" {
+				if fe != nil || sub == nil {
+					t.Fatalf("valid request refused: %v", fe)
+				}
+				return
+			}
+			if len(fe[tt.field]) == 0 {
+				t.Fatalf("errors %v, want one for %s", fe, tt.field)
+			}
+		})
+	}
+}
