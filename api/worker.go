@@ -48,8 +48,6 @@ func Exhausted(id string, payload []byte, deliveries int64) []byte {
 	return internalError(&sub, "the job was started "+strconv.FormatInt(deliveries, 10)+" times and its worker died each time; it was not run again")
 }
 
-
-
 func internalError(sub *submission, msg string) []byte {
 	o := outcome{submission: *sub, Status: sandbox.StatusInternalError, Message: msg, FinishedAt: time.Now()}
 	b, _ := json.Marshal(o)
