@@ -10,13 +10,16 @@ LANGS       ?=
 BENCHTIME   ?= 5x
 export MICROBOX_CACHE ?= $(HOME)/.cache/microbox
 
-.PHONY: run test lint bench kernel images agent build deps clean help
+.PHONY: run demo test lint bench kernel images agent build deps clean help
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-run: deps build kernel images ## run a demo job in a fresh microVM (builds what is missing)
-	$(BIN)/microbox run examples/hello.py -- from make run
+run: deps build kernel images ## serve the API on localhost:2358 (builds what is missing, starts Redis)
+	$(BIN)/microbox serve
+
+demo: deps build kernel images ## run examples/hello.py once in a fresh microVM
+	$(BIN)/microbox run examples/hello.py -- from make demo
 
 test: deps build kernel images ## run every test, with real QEMU, kernel and images
 	$(GO) test $(GOTESTFLAGS) -timeout 80m ./...

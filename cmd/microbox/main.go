@@ -1,5 +1,6 @@
 // Command microbox runs untrusted code in throwaway microVMs.
 //
+//	microbox serve [flags]                 the API and its workers
 //	microbox run [flags] FILE [-- ARGS…]   run a source file in a fresh VM
 //	microbox languages                     list the built languages and versions
 //	microbox images build [LANG…]          build language images (root)
@@ -22,6 +23,7 @@ import (
 const usage = `microbox runs untrusted code in throwaway microVMs.
 
 Usage:
+  microbox serve [flags]                   serve the API and run its jobs (Judge0-compatible)
   microbox run [flags] FILE [-- ARGS...]   run FILE in a fresh microVM
   microbox languages                       list built languages and their versions
   microbox images build [LANG...]          build language images (needs root)
@@ -53,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		code, err = cmdRun(args[1:], stdout, stderr)
+	case "serve":
+		err = cmdServe(args[1:], stdout, stderr)
 	case "languages":
 		err = cmdLanguages(args[1:], stdout)
 	case "images":

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"microbox/api"
+	"microbox/queue"
+	"microbox/sandbox"
+	"microbox/vmm"
+)
+
+// serveFlags configure `microbox serve`.
+type serveFlags struct {
+	listen, redisURL, accel string
+	workers                 int
+	queueMax                int64
+	resultTTL, shutdown     time.Duration
+	noJail, verbose         bool
+}
+
+func cmdServe(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f serveFlags
+	fs.StringVar(&f.listen, "listen", envOr("MICROBOX_LISTEN", "127.0.0.1:2358"), "address to serve the API on ($MICROBOX_LISTEN)")
+	fs.StringVar(&f.redisURL, "redis-url", os.Getenv("MICROBOX_REDIS_URL"), "Redis URL ($MICROBOX_REDIS_URL); empty starts a local redis-server under $MICROBOX_CACHE/redis")
+	fs.IntVar(&f.workers, "workers", runtime.NumCPU(), "jobs run at once")
+	fs.Int64Var(&f.queueMax, "queue-max", queue.DefaultConfig().MaxLen, "jobs waiting or running before submissions get 503")
+	fs.DurationVar(&f.resultTTL, "result-ttl", queue.DefaultConfig().ResultTTL, "how long results are kept")
+	fs.DurationVar(&f.shutdown, "shutdown-grace", 30*time.Second, "on SIGTERM, how long running jobs may finish")
+	fs.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
+	fs.BoolVar(&f.noJail, "no-jail", false, "run QEMU without the jailer (debugging only)")
+	fs.BoolVar(&f.verbose, "v", false, "debug logs")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{err.Error()}
+	}
+	level := slog.LevelInfo
+	if f.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	accel, err := vmm.ParseAccel(f.accel)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	dir, err := cacheDir()
+	if err != nil {
+		return err
+	}
+	agent, err := agentPath()
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	runner, err := sandbox.New(sandbox.Config{CacheDir: dir, Agent: agent, Accel: accel, NoJail: f.noJail, Logger: log})
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	ctx, stop := interruptible()
+	defer stop()
+
+	rdb, stopRedis, err := connectRedis(ctx, f.redisURL, filepath.Join(dir, "redis"), log)
+	if err != nil {
+		return err
+	}
+	defer stopRedis()
+	defer rdb.Close()
+	q := queue.New(rdb, queue.Config{MaxLen: f.queueMax, ResultTTL: f.resultTTL})
+	if err := q.Init(ctx); err != nil {
+		return err
+	}
+
+	// Running jobs get their own context: SIGTERM stops taking jobs at once
+	// and cuts running ones off only after the grace period.
+	jobCtx, cutJobs := context.WithCancel(context.Background())
+	defer cutJobs()
+	host, _ := os.Hostname()
+	w := &queue.Worker{
+		Queue: q, Name: fmt.Sprintf("%s-%d", host, os.Getpid()), Concurrency: f.workers,
+		Handle: api.Handler(runner, log), Exhausted: api.Exhausted, JobContext: jobCtx, Logger: log,
+	}
+	workersDone := make(chan struct{})
+	go func() { w.Run(ctx); close(workersDone) }()
+
+	srv := &http.Server{Addr: f.listen, Handler: api.New(api.Config{
+		Queue: q, Redis: rdb, CacheDir: dir, Accel: string(runner.Accel()), TimeScale: runner.TimeScale(), Logger: log,
+	}).Handler(), ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", f.listen, err)
+	}
+	fmt.Fprintf(stdout, "microbox: serving the API on http://%s (accel %s, %d workers, jailed %v)\n", ln.Addr(), runner.Accel(), f.workers, !f.noJail)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+			stop()
+		}
+	}()
+	<-ctx.Done()
+	log.Info("shutting down: no new jobs; running jobs may finish", "grace", f.shutdown)
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdown)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	select {
+	case <-workersDone:
+	case <-sctx.Done():
+		log.Warn("grace period over: cutting running jobs off; they will be reclaimed by another worker")
+		cutJobs()
+		<-workersDone
+	}
+	return nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// connectRedis connects to url, or starts a private redis-server (AOF with
+// appendfsync always, so an acknowledged submission survives a crash) with
+// its data under dir when url is empty.
+func connectRedis(ctx context.Context, url, dir string, log *slog.Logger) (*redis.Client, func(), error) {
+	if url != "" {
+		opts, err := redis.ParseURL(url)
+		if err != nil {
+			return nil, nil, usageError{fmt.Sprintf("MICROBOX_REDIS_URL: %v", err)}
+		}
+		rdb := redis.NewClient(opts)
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return nil, nil, fmt.Errorf("redis at %s: %w", url, err)
+		}
+		return rdb, func() {}, nil
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return nil, nil, usageError{"no MICROBOX_REDIS_URL and no redis-server to start: apt-get install redis-server, or set MICROBOX_REDIS_URL"}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	sock := filepath.Join(dir, "redis.sock")
+	cmd := exec.Command("redis-server", "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700",
+		"--dir", dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+		"--logfile", filepath.Join(dir, "redis.log"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("start redis-server: %w", err)
+	}
+	rdb := redis.NewClient(&redis.Options{Network: "unix", Addr: sock})
+	stopRedis := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for rdb.Ping(ctx).Err() != nil {
+		if time.Now().After(deadline) {
+			stopRedis()
+			return nil, nil, fmt.Errorf("redis-server did not start: see %s", filepath.Join(dir, "redis.log"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	log.Info("started a local redis-server", "socket", sock, "data", dir)
+	return rdb, stopRedis, nil
+}
