@@ -224,6 +224,12 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vm folder: %w", err)
 	}
+	// A Unix socket address holds 108 bytes: a deep RunDir would make
+	// QEMU's sockets fail to bind, or the host's connect fail later.
+	if n := len(filepath.Join(dir, "agent.sock")); n >= 108 {
+		_ = os.Remove(dir)
+		return nil, fmt.Errorf("vm folder %s is too deep for Unix socket paths (%d bytes, at most 107): use a shorter RunDir", dir, n)
+	}
 	vm := &VM{Accel: cfg.Accel, dir: dir, log: cfg.Logger, exited: make(chan struct{})}
 	vm.Args = append([]string{cfg.QEMU}, qemuArgs(cfg, dir)...)
 	qlog, err := os.Create(filepath.Join(dir, "qemu.log"))
