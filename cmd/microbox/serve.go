@@ -10,15 +10,14 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"microbox/api"
+	"microbox/internal/redisserver"
 	"microbox/queue"
 	"microbox/sandbox"
 	"microbox/vmm"
@@ -150,33 +149,13 @@ func connectRedis(ctx context.Context, url, dir string, log *slog.Logger) (*redi
 		}
 		return rdb, func() {}, nil
 	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		return nil, nil, usageError{"no MICROBOX_REDIS_URL and no redis-server to start: apt-get install redis-server, or set MICROBOX_REDIS_URL"}
+	srv, err := redisserver.Start(ctx, dir)
+	if errors.Is(err, redisserver.ErrNotInstalled) {
+		return nil, nil, usageError{"no MICROBOX_REDIS_URL and " + err.Error() + ", or set MICROBOX_REDIS_URL"}
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err != nil {
 		return nil, nil, err
 	}
-	sock := filepath.Join(dir, "redis.sock")
-	cmd := exec.Command("redis-server", "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700",
-		"--dir", dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-		"--logfile", filepath.Join(dir, "redis.log"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("start redis-server: %w", err)
-	}
-	rdb := redis.NewClient(&redis.Options{Network: "unix", Addr: sock})
-	stopRedis := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for rdb.Ping(ctx).Err() != nil {
-		if time.Now().After(deadline) {
-			stopRedis()
-			return nil, nil, fmt.Errorf("redis-server did not start: see %s", filepath.Join(dir, "redis.log"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	log.Info("started a local redis-server", "socket", sock, "data", dir)
-	return rdb, stopRedis, nil
+	log.Info("started a local redis-server", "socket", srv.Socket, "data", dir)
+	return srv.Client(), srv.Stop, nil
 }

@@ -1,25 +1,24 @@
-// Package redistest starts a real redis-server from Debian for tests, on a
-// private Unix socket with AOF and appendfsync always, as microbox runs it.
+// Package redistest starts a real redis-server for tests (internal/
+// redisserver, as microbox runs it) and stops it at the test's end.
 package redistest
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"microbox/internal/redisserver"
 )
 
-// Server is a running redis-server.
+// Server is a redis-server a test can crash and restart on the same data.
 type Server struct {
 	t      testing.TB
 	dir    string
 	Socket string
-	cmd    *exec.Cmd
+	srv    *redisserver.Server
 }
 
 // Start starts redis-server for the test and stops it at cleanup. Without
@@ -27,60 +26,36 @@ type Server struct {
 // it, so a skip there would hide a broken set-up).
 func Start(t testing.TB) *Server {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("MICROBOX_REQUIRE_VM") == "1" {
-			t.Fatal("redis-server not installed (apt-get install redis-server)")
+	s := &Server{t: t, dir: t.TempDir()}
+	s.Restart()
+	t.Cleanup(func() {
+		if s.srv != nil {
+			s.srv.Kill()
 		}
-		t.Skip("redis-server not installed (apt-get install redis-server)")
-	}
-	dir := t.TempDir()
-	s := &Server{t: t, dir: dir, Socket: filepath.Join(dir, "redis.sock")}
-	s.start()
-	t.Cleanup(s.stop)
+	})
 	return s
 }
 
-func (s *Server) start() {
-	s.t.Helper()
-	s.cmd = exec.Command("redis-server",
-		"--port", "0", "--unixsocket", s.Socket, "--unixsocketperm", "700",
-		"--dir", s.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-		"--logfile", filepath.Join(s.dir, "redis.log"))
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start redis-server: %v", err)
-	}
-	c := s.Client()
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-			s.t.Fatalf("redis-server did not answer: %s", b)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (s *Server) stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-	}
-}
-
-// Client returns a new client of the server.
+// Client returns a new client that does not retry, so tests see failures.
 func (s *Server) Client() *redis.Client {
 	return redis.NewClient(&redis.Options{Network: "unix", Addr: s.Socket, MaxRetries: -1})
 }
 
-// Crash kills the server with SIGKILL, as a crash would.
-func (s *Server) Crash() { s.stop() }
-
-// Restart starts it again on the same data (its AOF).
-func (s *Server) Restart() {
-	s.t.Helper()
-	s.start()
+// Crash kills the server with SIGKILL.
+func (s *Server) Crash() {
+	s.srv.Kill()
+	s.srv = nil
 }
 
-// String describes the server for logs.
-func (s *Server) String() string { return fmt.Sprintf("redis at %s", s.Socket) }
+// Restart starts it (again) on the same data, its AOF.
+func (s *Server) Restart() {
+	s.t.Helper()
+	srv, err := redisserver.Start(context.Background(), s.dir)
+	if errors.Is(err, redisserver.ErrNotInstalled) && os.Getenv("MICROBOX_REQUIRE_VM") != "1" {
+		s.t.Skip(err)
+	}
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.srv, s.Socket = srv, srv.Socket
+}
