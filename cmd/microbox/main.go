@@ -24,6 +24,8 @@ const usage = `microbox runs untrusted code in throwaway microVMs.
 
 Usage:
   microbox serve [flags]                   serve the API and run its jobs (Judge0-compatible)
+  microbox api [flags]                     the API alone (needs MICROBOX_REDIS_URL)
+  microbox worker [flags]                  workers alone (needs MICROBOX_REDIS_URL)
   microbox run [flags] FILE [-- ARGS...]   run FILE in a fresh microVM
   microbox languages                       list built languages and their versions
   microbox images build [LANG...]          build language images (needs root)
@@ -56,7 +58,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "run":
 		code, err = cmdRun(args[1:], stdout, stderr)
 	case "serve":
-		err = cmdServe(args[1:], stdout, stderr)
+		err = cmdServe(roleServe, args[1:], stdout, stderr)
+	case "api":
+		err = cmdServe(roleAPI, args[1:], stdout, stderr)
+	case "worker":
+		err = cmdServe(roleWorker, args[1:], stdout, stderr)
 	case "languages":
 		err = cmdLanguages(args[1:], stdout)
 	case "images":

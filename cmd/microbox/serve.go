@@ -32,8 +32,21 @@ type serveFlags struct {
 	noJail, verbose         bool
 }
 
-func cmdServe(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+// role says which parts of the service a process runs: `serve` runs both,
+// `api` and `worker` one each, for scale-out against one shared Redis.
+type role struct {
+	name         string
+	api, workers bool
+}
+
+var (
+	roleServe  = role{"serve", true, true}
+	roleAPI    = role{"api", true, false}
+	roleWorker = role{"worker", false, true}
+)
+
+func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(r.name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var f serveFlags
 	fs.StringVar(&f.listen, "listen", envOr("MICROBOX_LISTEN", "127.0.0.1:2358"), "address to serve the API on ($MICROBOX_LISTEN)")
@@ -64,13 +77,23 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	agent, err := agentPath()
-	if err != nil {
-		return usageError{err.Error()}
+	if !r.workers || !r.api {
+		// Processes on several hosts share one Redis: a private one
+		// would leave them each alone.
+		if f.redisURL == "" {
+			return usageError{"microbox " + r.name + " needs MICROBOX_REDIS_URL (or --redis-url): its " + map[bool]string{true: "workers", false: "API"}[r.api] + " run in other processes"}
+		}
 	}
-	runner, err := sandbox.New(sandbox.Config{CacheDir: dir, Agent: agent, Accel: accel, NoJail: f.noJail, Logger: log})
-	if err != nil {
-		return usageError{err.Error()}
+	var runner *sandbox.Runner
+	if r.workers {
+		agent, err := agentPath()
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		runner, err = sandbox.New(sandbox.Config{CacheDir: dir, Agent: agent, Accel: accel, NoJail: f.noJail, Logger: log})
+		if err != nil {
+			return usageError{err.Error()}
+		}
 	}
 	ctx, stop := interruptible()
 	defer stop()
@@ -91,32 +114,50 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	jobCtx, cutJobs := context.WithCancel(context.Background())
 	defer cutJobs()
 	host, _ := os.Hostname()
-	w := &queue.Worker{
-		Queue: q, Name: fmt.Sprintf("%s-%d", host, os.Getpid()), Concurrency: f.workers,
-		Handle: api.Handler(runner, log), Exhausted: api.Exhausted, JobContext: jobCtx, Logger: log,
-	}
 	workersDone := make(chan struct{})
-	go func() { w.Run(ctx); close(workersDone) }()
-
-	srv := &http.Server{Addr: f.listen, Handler: api.New(api.Config{
-		Queue: q, Redis: rdb, CacheDir: dir, Accel: string(runner.Accel()), TimeScale: runner.TimeScale(), Logger: log,
-	}).Handler(), ReadHeaderTimeout: 10 * time.Second}
-	ln, err := net.Listen("tcp", f.listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", f.listen, err)
-	}
-	fmt.Fprintf(stdout, "microbox: serving the API on http://%s (accel %s, %d workers, jailed %v)\n", ln.Addr(), runner.Accel(), f.workers, !f.noJail)
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server", "err", err)
-			stop()
+	if r.workers {
+		w := &queue.Worker{
+			Queue: q, Name: fmt.Sprintf("%s-%d", host, os.Getpid()), Concurrency: f.workers,
+			Handle: api.Handler(runner, log), Exhausted: api.Exhausted, JobContext: jobCtx, Logger: log,
 		}
-	}()
+		go func() { w.Run(ctx); close(workersDone) }()
+		fmt.Fprintf(stdout, "microbox: %d workers (accel %s, jailed %v)\n", f.workers, runner.Accel(), !f.noJail)
+	} else {
+		close(workersDone)
+	}
+	var srv *http.Server
+	if r.api {
+		// The API reports the accel and time scale of this host; workers
+		// on other hosts report their own in every result.
+		a, _ := (vmm.Host{}).Resolve(accel)
+		scale := 1.0
+		if runner != nil {
+			scale = runner.TimeScale()
+		} else if a == vmm.AccelTCG {
+			scale = sandbox.DefaultTCGTimeScale
+		}
+		srv = &http.Server{Addr: f.listen, Handler: api.New(api.Config{
+			Queue: q, Redis: rdb, CacheDir: dir, Accel: string(a), TimeScale: scale, Logger: log,
+		}).Handler(), ReadHeaderTimeout: 10 * time.Second}
+		ln, err := net.Listen("tcp", f.listen)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", f.listen, err)
+		}
+		fmt.Fprintf(stdout, "microbox: serving the API on http://%s\n", ln.Addr())
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http server", "err", err)
+				stop()
+			}
+		}()
+	}
 	<-ctx.Done()
 	log.Info("shutting down: no new jobs; running jobs may finish", "grace", f.shutdown)
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdown)
 	defer cancel()
-	_ = srv.Shutdown(sctx)
+	if srv != nil {
+		_ = srv.Shutdown(sctx)
+	}
 	select {
 	case <-workersDone:
 	case <-sctx.Done():

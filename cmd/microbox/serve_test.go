@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,10 +23,42 @@ import (
 // TestServeEndToEnd runs the real binary: submit through HTTP, then SIGTERM
 // while a job runs; the job still finishes within the grace period, and the
 // process exits cleanly.
-func TestServeEndToEnd(t *testing.T) {
+// startProc runs the microbox binary with args against the test's Redis and
+// returns its API base URL, if it serves one.
+func startProc(t *testing.T, bin, socket string, stderr *bytes.Buffer, args ...string) (*exec.Cmd, string) {
+	t.Helper()
 	env := vmtest.Require(t)
-	vmtest.RequireImage(t, "bash")
-	srv := redistest.Start(t)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "MICROBOX_REDIS_URL=unix://"+socket, "MICROBOX_CACHE="+env.CacheDir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = io.Copy(io.Discard, out) })
+	r := bufio.NewReader(out)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("microbox %v: no start-up line: %v\n%s", args, err, stderr.String())
+		}
+		if i := strings.Index(line, "http://"); i >= 0 {
+			go func() { _, _ = io.Copy(io.Discard, r) }()
+			return cmd, strings.Fields(line[i:])[0]
+		}
+		if strings.Contains(line, "workers (") && args[0] == "worker" {
+			go func() { _, _ = io.Copy(io.Discard, r) }()
+			return cmd, ""
+		}
+	}
+}
+
+func buildCLIWithAgent(t *testing.T) string {
+	t.Helper()
+	env := vmtest.Require(t)
 	bin, err := vmtest.BuildCLI(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -33,48 +66,39 @@ func TestServeEndToEnd(t *testing.T) {
 	if err := os.Link(env.Agent, filepath.Join(filepath.Dir(bin), "microbox-agent")); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--workers", "1")
-	cmd.Env = append(os.Environ(), "MICROBOX_REDIS_URL=unix://"+srv.Socket, "MICROBOX_CACHE="+env.CacheDir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("no serving line: %v\n%s", err, stderr.String())
-	}
-	i := strings.Index(line, "http://")
-	if i < 0 {
-		t.Fatalf("serving line %q", line)
-	}
-	base := strings.Fields(line[i:])[0]
+	return bin
+}
 
-	post := func(path, body string) map[string]any {
-		t.Helper()
-		resp, err := http.Post(base+path, "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var m map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&m)
-		if resp.StatusCode != 201 {
-			t.Fatalf("POST %s: %d %v", path, resp.StatusCode, m)
-		}
-		return m
+func post(t *testing.T, base, path, body string) map[string]any {
+	t.Helper()
+	resp, err := http.Post(base+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
 	}
-	m := post("/submissions?wait=true", `{"source_code":"echo served","language_id":46}`)
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	if resp.StatusCode != 201 {
+		t.Fatalf("POST %s: %d %v", path, resp.StatusCode, m)
+	}
+	return m
+}
+
+// TestServeEndToEnd runs the real binary: submit through HTTP, then SIGTERM
+// while a job runs; the job still finishes within the grace period, and the
+// process exits cleanly.
+func TestServeEndToEnd(t *testing.T) {
+	vmtest.RequireImage(t, "bash")
+	srv := redistest.Start(t)
+	bin := buildCLIWithAgent(t)
+	var stderr bytes.Buffer
+	cmd, base := startProc(t, bin, srv.Socket, &stderr, "serve", "--listen", "127.0.0.1:0", "--workers", "1")
+	m := post(t, base, "/submissions?wait=true", `{"source_code":"echo served","language_id":46}`)
 	if m["stdout"] != "served\n" {
 		t.Fatalf("wait=true: %v", m)
 	}
 	// A job under way when SIGTERM arrives is finished, not dropped.
-	token := post("/submissions", `{"source_code":"sleep 2; echo finished","language_id":46}`)["token"].(string)
+	token := post(t, base, "/submissions", `{"source_code":"sleep 2; echo finished","language_id":46}`)["token"].(string)
 	time.Sleep(1500 * time.Millisecond) // let the worker take it and boot
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -101,5 +125,30 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	if err != nil || o.Status.ID != 3 || string(o.Stdout) != "finished\n" {
 		t.Fatalf("the job running at SIGTERM: %s, %v\n%s", res, err, stderr.String())
+	}
+}
+
+// TestAPIAndWorkerProcesses scales out: the API in one process, workers in
+// another, sharing one Redis.
+func TestAPIAndWorkerProcesses(t *testing.T) {
+	vmtest.RequireImage(t, "bash")
+	srv := redistest.Start(t)
+	bin := buildCLIWithAgent(t)
+	var apiErr, workerErr bytes.Buffer
+	_, base := startProc(t, bin, srv.Socket, &apiErr, "api", "--listen", "127.0.0.1:0")
+	startProc(t, bin, srv.Socket, &workerErr, "worker", "--workers", "1")
+	m := post(t, base, "/submissions?wait=true", `{"source_code":"echo split","language_id":46}`)
+	if m["stdout"] != "split\n" {
+		t.Fatalf("api + worker: %v\napi: %s\nworker: %s", m, apiErr.String(), workerErr.String())
+	}
+}
+
+func TestSplitRolesNeedSharedRedis(t *testing.T) {
+	for _, role := range []string{"api", "worker"} {
+		t.Setenv("MICROBOX_REDIS_URL", "")
+		code, _, stderr := cli(t, role)
+		if code != exitUsage || !strings.Contains(stderr, "MICROBOX_REDIS_URL") {
+			t.Errorf("%s without Redis: exit %d, %q", role, code, stderr)
+		}
 	}
 }
