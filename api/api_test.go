@@ -230,3 +230,91 @@ func TestMetadataRoutes(t *testing.T) {
 		t.Errorf("unknown language id: %d", code)
 	}
 }
+
+func TestBatchDeleteAndProcessing(t *testing.T) {
+	s := startService(t, queue.Config{}, 1)
+	code, _, _ := s.call(t, "POST", "/submissions/batch", `{"submissions":[{"source_code":"print(1)","language_id":71},{"language_id":71},{"source_code":"import time; time.sleep(3); print(2)","language_id":71}]}`)
+	if code != 201 {
+		t.Fatalf("batch create: %d", code)
+	}
+	// The raw answer is an array: decode it again as one.
+	resp, err := http.Post(s.url+"/submissions/batch", "application/json", strings.NewReader(`{"submissions":[{"source_code":"print(3)","language_id":71},{"language_id":71}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created []map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	if len(created) != 2 || created[0]["token"] == nil || created[1]["source_code"] == nil {
+		t.Fatalf("batch: each entry gets a token or its own errors, in order: %v", created)
+	}
+	tok := created[0]["token"].(string)
+
+	// A running submission reads Processing, and cannot be deleted yet.
+	_, m, _ := s.call(t, "POST", "/submissions", `{"source_code":"import time; time.sleep(4)","language_id":71}`)
+	slow := m["token"].(string)
+	sawProcessing := false
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		_, m, _ = s.call(t, "GET", "/submissions/"+slow, "")
+		if statusID(m) == 2 {
+			sawProcessing = true
+			if code, _, _ := s.call(t, "DELETE", "/submissions/"+slow, ""); code != 400 {
+				t.Fatalf("DELETE while processing: %d", code)
+			}
+		}
+		if statusID(m) > 2 {
+			break
+		}
+	}
+	if !sawProcessing {
+		t.Fatal("never saw the Processing status while the job ran")
+	}
+
+	_, m, _ = s.call(t, "GET", "/submissions/batch?tokens="+tok+",no-such-token", "")
+	subs, _ := m["submissions"].([]any)
+	if len(subs) != 2 || subs[1] != nil {
+		t.Fatalf("batch get: %v", m)
+	}
+	if code, m, _ := s.call(t, "DELETE", "/submissions/"+tok, ""); code != 200 || m["token"] != tok {
+		t.Fatalf("DELETE a finished one: %d %v", code, m)
+	}
+	if code, _, _ := s.call(t, "GET", "/submissions/"+tok, ""); code != 404 {
+		t.Fatalf("after DELETE: %d", code)
+	}
+}
+
+func TestAuthToken(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	defer rdb.Close()
+	q := queue.New(rdb, queue.Config{})
+	if err := q.Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(New(Config{Queue: q, Redis: rdb, CacheDir: t.TempDir(), AuthToken: "s3cret"}).Handler())
+	defer hs.Close()
+	get := func(path, token string) int {
+		req, _ := http.NewRequest("GET", hs.URL+path, nil)
+		if token != "" {
+			req.Header.Set("X-Auth-Token", token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := get("/statuses", ""); c != 401 {
+		t.Errorf("no token: %d", c)
+	}
+	if c := get("/statuses", "wrong"); c != 401 {
+		t.Errorf("wrong token: %d", c)
+	}
+	if c := get("/statuses", "s3cret"); c != 200 {
+		t.Errorf("right token: %d", c)
+	}
+	if c := get("/healthz", ""); c != 200 {
+		t.Errorf("healthz needs no token: %d", c)
+	}
+}

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -38,6 +39,9 @@ type Config struct {
 	WaitTimeout time.Duration
 	// SubmissionTTL keeps a queued submission visible to GET; 0 means a day.
 	SubmissionTTL time.Duration
+	// AuthToken, when set, must come in the X-Auth-Token header of every
+	// request but /healthz and /readyz (Judge0's authentication).
+	AuthToken string
 	// Logger receives request errors; nil discards them.
 	Logger *slog.Logger
 }
@@ -66,8 +70,12 @@ func New(cfg Config) *Server {
 	e.HideBanner, e.HidePort = true, true
 	s := &Server{cfg: cfg, e: e}
 	e.HTTPErrorHandler = s.errorHandler
+	e.Use(s.auth)
 	e.POST("/submissions", s.create)
+	e.POST("/submissions/batch", s.createBatch)
+	e.GET("/submissions/batch", s.getBatch)
 	e.GET("/submissions/:token", s.get)
+	e.DELETE("/submissions/:token", s.delete)
 	e.GET("/languages", s.languages)
 	e.GET("/languages/:id", s.language)
 	e.GET("/statuses", s.statuses)
@@ -76,6 +84,22 @@ func New(cfg Config) *Server {
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)
 	return s
+}
+
+// auth checks Judge0's X-Auth-Token when a token is configured. The
+// comparison takes the same time whatever the guess.
+func (s *Server) auth(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		p := c.Path()
+		if s.cfg.AuthToken == "" || p == "/healthz" || p == "/readyz" {
+			return next(c)
+		}
+		got := c.Request().Header.Get("X-Auth-Token")
+		if subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.AuthToken)) != 1 {
+			return echo.NewHTTPError(http.StatusUnauthorized, "authentication failed: send the X-Auth-Token header")
+		}
+		return next(c)
+	}
 }
 
 // Handler is the http.Handler of the API.
@@ -147,21 +171,10 @@ func (s *Server) create(c echo.Context) error {
 	if fe != nil {
 		return c.JSON(http.StatusUnprocessableEntity, fe)
 	}
-	sub.Token, sub.CreatedAt = newToken(), time.Now()
-	sub.Job.ID = sub.Token
-	payload, _ := json.Marshal(sub)
 	ctx := c.Request().Context()
-	// The submission is visible to GET before it can finish.
-	if err := s.cfg.Redis.Set(ctx, s.subKey(sub.Token), payload, s.cfg.SubmissionTTL).Err(); err != nil {
-		return echo.NewHTTPError(http.StatusServiceUnavailable, "queue unavailable: try again")
-	}
-	if err := s.cfg.Queue.Submit(ctx, sub.Token, payload); err != nil {
-		_ = s.cfg.Redis.Del(context.WithoutCancel(ctx), s.subKey(sub.Token)).Err()
+	if err := s.enqueue(ctx, sub); err != nil {
 		c.Response().Header().Set("Retry-After", "5")
-		if errors.Is(err, queue.ErrFull) {
-			return echo.NewHTTPError(http.StatusServiceUnavailable, "the queue is full: try again later")
-		}
-		return echo.NewHTTPError(http.StatusServiceUnavailable, "queue unavailable: try again")
+		return err
 	}
 	if !boolParam(c, "wait") {
 		return c.JSON(http.StatusCreated, map[string]string{"token": sub.Token})
@@ -177,45 +190,159 @@ func (s *Server) create(c echo.Context) error {
 	return s.respond(c, http.StatusCreated, b, nil, b64, fieldsParam(c, defaultFields))
 }
 
-func (s *Server) respond(c echo.Context, code int, result []byte, queued *submission, b64 bool, fields []string) error {
-	var o *outcome
-	if result != nil {
-		o = &outcome{}
-		if err := json.Unmarshal(result, o); err != nil {
-			return err
-		}
+// enqueue stores a validated submission and queues it; the error is the
+// HTTP answer (503) when it cannot be.
+func (s *Server) enqueue(ctx context.Context, sub *submission) error {
+	sub.Token, sub.CreatedAt = newToken(), time.Now()
+	sub.Job.ID = sub.Token
+	payload, _ := json.Marshal(sub)
+	// The submission is visible to GET before it can finish.
+	if err := s.cfg.Redis.Set(ctx, s.subKey(sub.Token), payload, s.cfg.SubmissionTTL).Err(); err != nil {
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "queue unavailable: try again")
 	}
-	m, err := render(o, queued, b64, fields)
+	if err := s.cfg.Queue.Submit(ctx, sub.Token, payload); err != nil {
+		_ = s.cfg.Redis.Del(context.WithoutCancel(ctx), s.subKey(sub.Token)).Err()
+		if errors.Is(err, queue.ErrFull) {
+			return echo.NewHTTPError(http.StatusServiceUnavailable, "the queue is full: try again later")
+		}
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "queue unavailable: try again")
+	}
+	return nil
+}
+
+// maxBatch bounds a batch, as Judge0's MAX_SUBMISSION_BATCH_SIZE does.
+const maxBatch = 20
+
+// createBatch is POST /submissions/batch: {"submissions": [...]}. Each
+// entry gets {"token"} or its own field errors, in order (Judge0).
+func (s *Server) createBatch(c echo.Context) error {
+	var body struct {
+		Submissions []request `json:"submissions"`
+	}
+	if err := json.NewDecoder(io.LimitReader(c.Request().Body, int64(maxBatch)*(int64(s.cfg.MaxSource)*2+1<<20))).Decode(&body); err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, "malformed JSON: "+err.Error())
+	}
+	switch n := len(body.Submissions); {
+	case n == 0:
+		return c.JSON(http.StatusUnprocessableEntity, fieldErrors{"submissions": {"can't be blank"}})
+	case n > maxBatch:
+		return c.JSON(http.StatusUnprocessableEntity, fieldErrors{"submissions": {fmt.Sprintf("size must be at most %d", maxBatch)}})
+	}
+	b64, built := boolParam(c, "base64_encoded"), s.built()
+	out := make([]any, 0, len(body.Submissions))
+	for i := range body.Submissions {
+		sub, fe := validate(&body.Submissions[i], b64, s.cfg.MaxSource, built)
+		if fe != nil {
+			out = append(out, fe)
+			continue
+		}
+		if err := s.enqueue(c.Request().Context(), sub); err != nil {
+			out = append(out, map[string]string{"error": err.(*echo.HTTPError).Message.(string)})
+			continue
+		}
+		out = append(out, map[string]string{"token": sub.Token})
+	}
+	return c.JSON(http.StatusCreated, out)
+}
+
+// getBatch is GET /submissions/batch?tokens=a,b,c.
+func (s *Server) getBatch(c echo.Context) error {
+	tokens := strings.Split(c.QueryParam("tokens"), ",")
+	if c.QueryParam("tokens") == "" || len(tokens) > maxBatch {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("give 1 to %d tokens: ?tokens=a,b,c", maxBatch))
+	}
+	b64, fields := boolParam(c, "base64_encoded"), fieldsParam(c, defaultFields)
+	out := make([]any, 0, len(tokens))
+	for _, tok := range tokens {
+		m, err := s.lookup(c.Request().Context(), tok, b64, fields)
+		if err != nil {
+			out = append(out, nil) // Judge0 answers null for an unknown token
+			continue
+		}
+		out = append(out, m)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"submissions": out})
+}
+
+// delete is DELETE /submissions/{token}: a finished submission's result is
+// removed; a queued or running one cannot be (400), as in Judge0.
+func (s *Server) delete(c echo.Context) error {
+	token := c.Param("token")
+	ctx := c.Request().Context()
+	m, err := s.lookup(ctx, token, boolParam(c, "base64_encoded"), fieldsParam(c, defaultFields))
 	if err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+		return err
+	}
+	if _, err := s.cfg.Queue.Result(ctx, token); errors.Is(err, queue.ErrNotFound) {
+		return echo.NewHTTPError(http.StatusBadRequest, "submission has not finished: it can be deleted once it has")
+	}
+	if _, err := s.cfg.Queue.DeleteResult(ctx, token); err != nil {
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "queue unavailable: try again")
+	}
+	_ = s.cfg.Redis.Del(ctx, s.subKey(token)).Err()
+	return c.JSON(http.StatusOK, m)
+}
+
+func (s *Server) respond(c echo.Context, code int, result []byte, queued *submission, b64 bool, fields []string) error {
+	m, err := s.renderRaw(result, queued, b64, fields, false)
+	if err != nil {
+		return err
 	}
 	return c.JSON(code, m)
 }
 
 // get is GET /submissions/{token}.
 func (s *Server) get(c echo.Context) error {
-	token := c.Param("token")
-	ctx := c.Request().Context()
-	b64, fields := boolParam(c, "base64_encoded"), fieldsParam(c, defaultFields)
+	m, err := s.lookup(c.Request().Context(), c.Param("token"), boolParam(c, "base64_encoded"), fieldsParam(c, defaultFields))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, m)
+}
+
+// lookup renders a submission: its result, or In Queue / Processing while
+// it has none. The error is the HTTP answer.
+func (s *Server) lookup(ctx context.Context, token string, b64 bool, fields []string) (map[string]any, error) {
 	res, err := s.cfg.Queue.Result(ctx, token)
 	if err == nil {
-		return s.respond(c, http.StatusOK, res, nil, b64, fields)
+		return s.renderRaw(res, nil, b64, fields, false)
 	}
 	if !errors.Is(err, queue.ErrNotFound) {
-		return echo.NewHTTPError(http.StatusServiceUnavailable, "queue unavailable: try again")
+		return nil, echo.NewHTTPError(http.StatusServiceUnavailable, "queue unavailable: try again")
 	}
 	raw, err := s.cfg.Redis.Get(ctx, s.subKey(token)).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return echo.NewHTTPError(http.StatusNotFound, "submission not found")
+		return nil, echo.NewHTTPError(http.StatusNotFound, "submission not found")
 	}
 	if err != nil {
-		return echo.NewHTTPError(http.StatusServiceUnavailable, "queue unavailable: try again")
+		return nil, echo.NewHTTPError(http.StatusServiceUnavailable, "queue unavailable: try again")
 	}
 	var sub submission
 	if err := json.Unmarshal(raw, &sub); err != nil {
-		return err
+		return nil, err
 	}
-	return s.respond(c, http.StatusOK, nil, &sub, b64, fields)
+	running, _ := s.cfg.Queue.Running(ctx, token)
+	return s.renderRaw(nil, &sub, b64, fields, running)
+}
+
+func (s *Server) renderRaw(result []byte, queued *submission, b64 bool, fields []string, running bool) (map[string]any, error) {
+	var o *outcome
+	if result != nil {
+		o = &outcome{}
+		if err := json.Unmarshal(result, o); err != nil {
+			return nil, err
+		}
+	}
+	m, err := render(o, queued, b64, fields)
+	if err != nil {
+		return nil, echo.NewHTTPError(http.StatusBadRequest, err.Error())
+	}
+	if running {
+		if _, ok := m["status"]; ok {
+			m["status"] = sandbox.StatusProcessing
+		}
+	}
+	return m, nil
 }
 
 type languageInfo struct {

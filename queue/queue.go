@@ -222,10 +222,31 @@ func (q *Queue) PutResult(ctx context.Context, id string, result []byte) (bool, 
 	if err != nil {
 		return false, fmt.Errorf("queue result: %w", err)
 	}
+	_ = q.rdb.Del(ctx, q.runningKey(id)).Err()
 	if err := q.rdb.Publish(ctx, q.doneChannel(id), "1").Err(); err != nil {
 		return stored, fmt.Errorf("queue notify: %w", err)
 	}
 	return stored, nil
+}
+
+func (q *Queue) runningKey(id string) string { return q.cfg.Prefix + ":running:" + id }
+
+// MarkRunning records that a worker has started the job, for as long as it
+// heartbeats (the mark expires after ClaimIdle without one).
+func (q *Queue) MarkRunning(ctx context.Context, id string) error {
+	return q.rdb.Set(ctx, q.runningKey(id), "1", q.cfg.ClaimIdle).Err()
+}
+
+// Running says whether a worker is running the job now.
+func (q *Queue) Running(ctx context.Context, id string) (bool, error) {
+	n, err := q.rdb.Exists(ctx, q.runningKey(id)).Result()
+	return n == 1, err
+}
+
+// DeleteResult removes a stored result; it reports whether there was one.
+func (q *Queue) DeleteResult(ctx context.Context, id string) (bool, error) {
+	n, err := q.rdb.Del(ctx, q.resultKey(id), q.runningKey(id)).Result()
+	return n > 0, err
 }
 
 // Result returns a stored result, or ErrNotFound.

@@ -80,6 +80,9 @@ func (w *Worker) process(_ context.Context, consumer string, d *Delivery, log *s
 		log.Error("job delivered past the cap: ending it as an internal error")
 		result = w.Exhausted(d.ID, d.Payload, d.Deliveries)
 	} else {
+		if err := w.Queue.MarkRunning(ctx, d.ID); err != nil {
+			log.Warn("mark running", "err", err)
+		}
 		// Heartbeat while the job runs so no other worker reclaims it.
 		hbCtx, stop := context.WithCancel(ctx)
 		go func() {
@@ -93,6 +96,7 @@ func (w *Worker) process(_ context.Context, consumer string, d *Delivery, log *s
 					if err := w.Queue.Heartbeat(hbCtx, consumer, d); err != nil && hbCtx.Err() == nil {
 						log.Warn("heartbeat failed", "err", err)
 					}
+					_ = w.Queue.MarkRunning(hbCtx, d.ID)
 				}
 			}
 		}()

@@ -26,6 +26,7 @@ import (
 // serveFlags configure `microbox serve`.
 type serveFlags struct {
 	listen, redisURL, accel string
+	authToken               string
 	workers                 int
 	queueMax                int64
 	resultTTL, shutdown     time.Duration
@@ -58,6 +59,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fs.BoolVar(&f.noJail, "no-jail", false, "run QEMU without the jailer (debugging only)")
 	fs.BoolVar(&f.verbose, "v", false, "debug logs")
+	fs.StringVar(&f.authToken, "auth-token", os.Getenv("MICROBOX_AUTH_TOKEN"), "require this X-Auth-Token on every request ($MICROBOX_AUTH_TOKEN); empty: no auth")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -137,7 +139,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 			scale = sandbox.DefaultTCGTimeScale
 		}
 		srv = &http.Server{Addr: f.listen, Handler: api.New(api.Config{
-			Queue: q, Redis: rdb, CacheDir: dir, Accel: string(a), TimeScale: scale, Logger: log,
+			Queue: q, Redis: rdb, CacheDir: dir, Accel: string(a), TimeScale: scale, AuthToken: f.authToken, Logger: log,
 		}).Handler(), ReadHeaderTimeout: 10 * time.Second}
 		ln, err := net.Listen("tcp", f.listen)
 		if err != nil {
