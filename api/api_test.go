@@ -48,12 +48,14 @@ func startService(t *testing.T, qcfg queue.Config, workers int) *service {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		w := &queue.Worker{Queue: q, Name: "test", Concurrency: workers, Handle: Handler(r, log), Exhausted: Exhausted, Logger: log}
+		w := &queue.Worker{Queue: q, Name: "test", Concurrency: workers, Handle: Handler(r, CallbackPolicy{AllowPrivate: true}, log), Exhausted: Exhausted, Logger: log}
 		done := make(chan struct{})
 		go func() { w.Run(ctx); close(done) }()
 		t.Cleanup(func() { cancel(); <-done })
 	}
-	api := New(Config{Queue: q, Redis: rdb, CacheDir: env.CacheDir, Accel: "tcg", TimeScale: 5, WaitTimeout: 2 * time.Minute, Logger: log})
+	// Callbacks may reach the test's own loopback server.
+	api := New(Config{Queue: q, Redis: rdb, CacheDir: env.CacheDir, Accel: "tcg", TimeScale: 5, WaitTimeout: 2 * time.Minute,
+		Callbacks: CallbackPolicy{AllowPrivate: true}, Logger: log})
 	hs := httptest.NewServer(api.Handler())
 	t.Cleanup(hs.Close)
 	return &service{url: hs.URL, q: q}
@@ -165,6 +167,7 @@ func TestBadInputAndUnknownToken(t *testing.T) {
 		{"missing source", `{"language_id":71}`, 422, "source_code"},
 		{"negative limit", `{"source_code":"x","language_id":71,"wall_time_limit":-3}`, 422, "wall_time_limit"},
 		{"invalid base64", `{"source_code":"@@@","language_id":71}`, 422, "source_code"},
+		{"callback not http", `{"source_code":"x","language_id":71,"callback_url":"file:///etc/passwd"}`, 422, "callback_url"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -316,5 +319,57 @@ func TestAuthToken(t *testing.T) {
 	}
 	if c := get("/healthz", ""); c != 200 {
 		t.Errorf("healthz needs no token: %d", c)
+	}
+}
+
+func TestCallbackReceived(t *testing.T) {
+	got := make(chan map[string]any, 1)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		if r.Method == http.MethodPut {
+			got <- m
+		}
+	}))
+	defer hook.Close()
+	s := startService(t, queue.Config{}, 1)
+	code, m, _ := s.call(t, "POST", "/submissions", fmt.Sprintf(`{"source_code":"print('called back')","language_id":71,"callback_url":%q}`, hook.URL+"/done"))
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, m)
+	}
+	select {
+	case cb := <-got:
+		if cb["token"] != m["token"] || cb["stdout"] != "called back\n" || statusID(cb) != 3 {
+			t.Fatalf("callback body %v", cb)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("no callback")
+	}
+}
+
+// SSRF (Judge0's CVE-2024-29021): by default a callback may not point inside.
+func TestCallbackTargetsRefused(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	defer rdb.Close()
+	q := queue.New(rdb, queue.Config{})
+	if err := q.Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p := CallbackPolicy{}
+	for _, u := range []string{"http://127.0.0.1:8080/", "http://localhost/", "http://10.1.2.3/", "http://192.168.0.1/",
+		"http://169.254.169.254/latest/meta-data", "http://[::1]/", "http://[fd00::1]/", "http://0.0.0.0/", "ftp://example.com/", "not a url"} {
+		if err := p.check(context.Background(), u); err == nil {
+			t.Errorf("callback %s accepted", u)
+		}
+	}
+	// At connection time too, whatever the name resolved to before.
+	hook := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		t.Error("a refused callback reached its target")
+	}))
+	defer hook.Close()
+	err := CallbackPolicy{Tries: 1}.deliver(context.Background(), hook.URL, []byte("{}"), slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), errCallbackTarget.Error()) {
+		t.Fatalf("deliver to loopback = %v", err)
 	}
 }

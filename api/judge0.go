@@ -63,6 +63,8 @@ type submission struct {
 	ExpectedOutput *string     `json:"expected_output,omitempty"`
 	CPULimit       float64     `json:"cpu_limit"` // seconds, before cpu_extra_time
 	RedirectStderr bool        `json:"redirect_stderr"`
+	CallbackURL    string      `json:"callback_url,omitempty"`
+	Base64         bool        `json:"base64,omitempty"` // the callback's encoding, as the request's
 }
 
 // request is Judge0's submission body. Numbers may come as JSON numbers or
@@ -181,8 +183,8 @@ func validate(r *request, b64 bool, maxSource int, built map[string]bool) (*subm
 	if r.AdditionalFiles != nil && *r.AdditionalFiles != "" {
 		fe.add("additional_files", "are not supported by this server yet")
 	}
-	if r.CallbackURL != nil && *r.CallbackURL != "" {
-		fe.add("callback_url", "is not supported by this server yet")
+	if r.CallbackURL != nil {
+		s.CallbackURL = *r.CallbackURL
 	}
 	s.RedirectStderr = r.RedirectStderr != nil && *r.RedirectStderr
 

@@ -67,7 +67,6 @@ func TestValidate(t *testing.T) {
 		{"non-numeric memory", `{"source_code":"x","language_id":71,"memory_limit":"lots"}`, false, "memory_limit"},
 		{"memory over max", `{"source_code":"x","language_id":71,"memory_limit":9999999}`, false, "memory_limit"},
 		{"network", `{"source_code":"x","language_id":71,"enable_network":true}`, false, "enable_network"},
-		{"callback unsupported", `{"source_code":"x","language_id":71,"callback_url":"http://127.0.0.1/"}`, false, "callback_url"},
 		{"unterminated quote", `{"source_code":"x","language_id":71,"command_line_arguments":"\"a"}`, false, "command_line_arguments"},
 		{"source too large", `{"source_code":"` + strings.Repeat("x", 2<<20) + `","language_id":71}`, false, "source_code"},
 	}

@@ -39,6 +39,8 @@ type Config struct {
 	WaitTimeout time.Duration
 	// SubmissionTTL keeps a queued submission visible to GET; 0 means a day.
 	SubmissionTTL time.Duration
+	// Callbacks decides which callback_url targets are allowed.
+	Callbacks CallbackPolicy
 	// AuthToken, when set, must come in the X-Auth-Token header of every
 	// request but /healthz and /readyz (Judge0's authentication).
 	AuthToken string
@@ -167,7 +169,7 @@ func (s *Server) create(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, "malformed JSON: "+err.Error())
 	}
 	b64 := boolParam(c, "base64_encoded")
-	sub, fe := validate(&req, b64, s.cfg.MaxSource, s.built())
+	sub, fe := s.validate(c.Request().Context(), &req, b64, s.built())
 	if fe != nil {
 		return c.JSON(http.StatusUnprocessableEntity, fe)
 	}
@@ -188,6 +190,20 @@ func (s *Server) create(c echo.Context) error {
 		return c.JSON(http.StatusCreated, map[string]string{"token": sub.Token})
 	}
 	return s.respond(c, http.StatusCreated, b, nil, b64, fieldsParam(c, defaultFields))
+}
+
+// validate checks a request, its callback URL included.
+func (s *Server) validate(ctx context.Context, r *request, b64 bool, built map[string]bool) (*submission, fieldErrors) {
+	sub, fe := validate(r, b64, s.cfg.MaxSource, built)
+	if fe == nil {
+		sub.Base64 = b64
+	}
+	if fe == nil && sub.CallbackURL != "" {
+		if err := s.cfg.Callbacks.check(ctx, sub.CallbackURL); err != nil {
+			fe = fieldErrors{"callback_url": {err.Error()}}
+		}
+	}
+	return sub, fe
 }
 
 // enqueue stores a validated submission and queues it; the error is the
@@ -231,7 +247,7 @@ func (s *Server) createBatch(c echo.Context) error {
 	b64, built := boolParam(c, "base64_encoded"), s.built()
 	out := make([]any, 0, len(body.Submissions))
 	for i := range body.Submissions {
-		sub, fe := validate(&body.Submissions[i], b64, s.cfg.MaxSource, built)
+		sub, fe := s.validate(c.Request().Context(), &body.Submissions[i], b64, built)
 		if fe != nil {
 			out = append(out, fe)
 			continue

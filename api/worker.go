@@ -19,13 +19,15 @@ type Runner interface {
 
 // Handler returns the queue handler that runs submissions: every
 // submission ends with an outcome, Internal Error with a message if the host
-// failed.
-func Handler(r Runner, log *slog.Logger) queue.Handler {
+// failed. A submission with a callback_url gets its result PUT there too,
+// in the background, by the rules of callbacks.
+func Handler(r Runner, callbacks CallbackPolicy, log *slog.Logger) queue.Handler {
 	return func(ctx context.Context, id string, payload []byte) []byte {
 		var sub submission
 		if err := json.Unmarshal(payload, &sub); err != nil {
 			return internalError(&submission{Token: id}, "undecodable submission: "+err.Error())
 		}
+		var out []byte
 		res, err := r.Run(ctx, sub.Job)
 		if err != nil {
 			log.Error("run failed", "job", id, "err", err)
@@ -33,9 +35,36 @@ func Handler(r Runner, log *slog.Logger) queue.Handler {
 			if errors.Is(err, sandbox.ErrBadJob) {
 				msg = err.Error()
 			}
-			return internalError(&sub, msg)
+			out = internalError(&sub, msg)
+		} else {
+			out = encodeOutcome(&sub, res)
 		}
-		return encodeOutcome(&sub, res)
+		if sub.CallbackURL != "" {
+			go sendCallback(callbacks, &sub, out, log.With("job", id))
+		}
+		return out
+	}
+}
+
+// sendCallback PUTs the Judge0 rendering of a result to the submission's
+// callback_url, as Judge0 does.
+func sendCallback(p CallbackPolicy, sub *submission, result []byte, log *slog.Logger) {
+	var o outcome
+	if err := json.Unmarshal(result, &o); err != nil {
+		return
+	}
+	m, err := render(&o, nil, sub.Base64, []string{"*"})
+	if err != nil {
+		// Not UTF-8: send it base64-encoded rather than not at all.
+		if m, err = render(&o, nil, true, []string{"*"}); err != nil {
+			return
+		}
+	}
+	body, _ := json.Marshal(m)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.deliver(ctx, sub.CallbackURL, body, log); err != nil {
+		log.Error("callback not delivered", "url", sub.CallbackURL, "err", err)
 	}
 }
 

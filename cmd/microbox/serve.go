@@ -27,6 +27,7 @@ import (
 type serveFlags struct {
 	listen, redisURL, accel string
 	authToken               string
+	callbackPrivate         bool
 	workers                 int
 	queueMax                int64
 	resultTTL, shutdown     time.Duration
@@ -59,6 +60,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fs.BoolVar(&f.noJail, "no-jail", false, "run QEMU without the jailer (debugging only)")
 	fs.BoolVar(&f.verbose, "v", false, "debug logs")
+	fs.BoolVar(&f.callbackPrivate, "callback-allow-private", false, "let callback_url reach loopback and private networks (refused by default: SSRF)")
 	fs.StringVar(&f.authToken, "auth-token", os.Getenv("MICROBOX_AUTH_TOKEN"), "require this X-Auth-Token on every request ($MICROBOX_AUTH_TOKEN); empty: no auth")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -120,7 +122,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 	if r.workers {
 		w := &queue.Worker{
 			Queue: q, Name: fmt.Sprintf("%s-%d", host, os.Getpid()), Concurrency: f.workers,
-			Handle: api.Handler(runner, log), Exhausted: api.Exhausted, JobContext: jobCtx, Logger: log,
+			Handle: api.Handler(runner, api.CallbackPolicy{AllowPrivate: f.callbackPrivate}, log), Exhausted: api.Exhausted, JobContext: jobCtx, Logger: log,
 		}
 		go func() { w.Run(ctx); close(workersDone) }()
 		fmt.Fprintf(stdout, "microbox: %d workers (accel %s, jailed %v)\n", f.workers, runner.Accel(), !f.noJail)
@@ -139,7 +141,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 			scale = sandbox.DefaultTCGTimeScale
 		}
 		srv = &http.Server{Addr: f.listen, Handler: api.New(api.Config{
-			Queue: q, Redis: rdb, CacheDir: dir, Accel: string(a), TimeScale: scale, AuthToken: f.authToken, Logger: log,
+			Queue: q, Redis: rdb, CacheDir: dir, Accel: string(a), TimeScale: scale, AuthToken: f.authToken, Callbacks: api.CallbackPolicy{AllowPrivate: f.callbackPrivate}, Logger: log,
 		}).Handler(), ReadHeaderTimeout: 10 * time.Second}
 		ln, err := net.Listen("tcp", f.listen)
 		if err != nil {
