@@ -40,6 +40,7 @@ func startService(t *testing.T, qcfg queue.Config, workers int) *service {
 		t.Fatal(err)
 	}
 	env := vmtest.Require(t)
+	metrics := NewMetrics(q)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if workers > 0 {
 		vmtest.RequireImage(t, "python3")
@@ -48,14 +49,14 @@ func startService(t *testing.T, qcfg queue.Config, workers int) *service {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		w := &queue.Worker{Queue: q, Name: "test", Concurrency: workers, Handle: Handler(r, CallbackPolicy{AllowPrivate: true}, log), Exhausted: Exhausted, Logger: log}
+		w := &queue.Worker{Queue: q, Name: "test", Concurrency: workers, Handle: Handler(r, CallbackPolicy{AllowPrivate: true}, metrics, log), Exhausted: Exhausted, Logger: log}
 		done := make(chan struct{})
 		go func() { w.Run(ctx); close(done) }()
 		t.Cleanup(func() { cancel(); <-done })
 	}
 	// Callbacks may reach the test's own loopback server.
 	api := New(Config{Queue: q, Redis: rdb, CacheDir: env.CacheDir, Accel: "tcg", TimeScale: 5, WaitTimeout: 2 * time.Minute,
-		Callbacks: CallbackPolicy{AllowPrivate: true}, Logger: log})
+		Callbacks: CallbackPolicy{AllowPrivate: true}, Metrics: metrics, Logger: log})
 	hs := httptest.NewServer(api.Handler())
 	t.Cleanup(hs.Close)
 	return &service{url: hs.URL, q: q}
@@ -119,6 +120,19 @@ func TestSubmitAndWait(t *testing.T) {
 	_, m, _ = s.call(t, "POST", "/submissions?wait=true", `{"source_code":"print('1  ')","language_id":71,"expected_output":"1\n"}`)
 	if statusID(m) != 3 {
 		t.Fatalf("trailing spaces must not matter: %v", m)
+	}
+
+	// The metrics counted them.
+	resp, err := http.Get(s.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`microbox_jobs_total{status="Accepted"} 2`, `microbox_jobs_total{status="Wrong Answer"} 1`, "microbox_queue_depth", "microbox_vm_start_seconds_count 3", "microbox_job_end_to_end_seconds_bucket"} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 
 	// Async, then poll.
@@ -219,7 +233,7 @@ func TestQueueFull(t *testing.T) {
 
 func TestMetadataRoutes(t *testing.T) {
 	s := startService(t, queue.Config{}, 0)
-	for _, path := range []string{"/statuses", "/languages", "/about", "/config_info", "/healthz", "/readyz", "/languages/71"} {
+	for _, path := range []string{"/statuses", "/languages", "/about", "/config_info", "/healthz", "/readyz", "/languages/71", "/metrics"} {
 		code, m, _ := s.call(t, "GET", path, "")
 		if code != 200 {
 			t.Errorf("GET %s: %d %v", path, code, m)

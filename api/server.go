@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"microbox/languages"
@@ -39,6 +40,8 @@ type Config struct {
 	WaitTimeout time.Duration
 	// SubmissionTTL keeps a queued submission visible to GET; 0 means a day.
 	SubmissionTTL time.Duration
+	// Metrics, when set, are served at /metrics.
+	Metrics *Metrics
 	// Callbacks decides which callback_url targets are allowed.
 	Callbacks CallbackPolicy
 	// AuthToken, when set, must come in the X-Auth-Token header of every
@@ -85,6 +88,9 @@ func New(cfg Config) *Server {
 	e.GET("/config_info", s.configInfo)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)
+	if cfg.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Metrics.reg, promhttp.HandlerOpts{})))
+	}
 	return s
 }
 
@@ -222,6 +228,9 @@ func (s *Server) enqueue(ctx context.Context, sub *submission) error {
 			return echo.NewHTTPError(http.StatusServiceUnavailable, "the queue is full: try again later")
 		}
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "queue unavailable: try again")
+	}
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.submitted.Inc()
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ type Runner interface {
 // submission ends with an outcome, Internal Error with a message if the host
 // failed. A submission with a callback_url gets its result PUT there too,
 // in the background, by the rules of callbacks.
-func Handler(r Runner, callbacks CallbackPolicy, log *slog.Logger) queue.Handler {
+func Handler(r Runner, callbacks CallbackPolicy, metrics *Metrics, log *slog.Logger) queue.Handler {
 	return func(ctx context.Context, id string, payload []byte) []byte {
 		var sub submission
 		if err := json.Unmarshal(payload, &sub); err != nil {
@@ -38,6 +38,10 @@ func Handler(r Runner, callbacks CallbackPolicy, log *slog.Logger) queue.Handler
 			out = internalError(&sub, msg)
 		} else {
 			out = encodeOutcome(&sub, res)
+		}
+		var o outcome
+		if json.Unmarshal(out, &o) == nil {
+			metrics.observe(&o, res.BootTime)
 		}
 		if sub.CallbackURL != "" {
 			go sendCallback(callbacks, &sub, out, log.With("job", id))

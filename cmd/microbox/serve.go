@@ -113,6 +113,8 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	metrics := api.NewMetrics(q)
+
 	// Running jobs get their own context: SIGTERM stops taking jobs at once
 	// and cuts running ones off only after the grace period.
 	jobCtx, cutJobs := context.WithCancel(context.Background())
@@ -122,7 +124,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 	if r.workers {
 		w := &queue.Worker{
 			Queue: q, Name: fmt.Sprintf("%s-%d", host, os.Getpid()), Concurrency: f.workers,
-			Handle: api.Handler(runner, api.CallbackPolicy{AllowPrivate: f.callbackPrivate}, log), Exhausted: api.Exhausted, JobContext: jobCtx, Logger: log,
+			Handle: api.Handler(runner, api.CallbackPolicy{AllowPrivate: f.callbackPrivate}, metrics, log), Exhausted: api.Exhausted, JobContext: jobCtx, Logger: log,
 		}
 		go func() { w.Run(ctx); close(workersDone) }()
 		fmt.Fprintf(stdout, "microbox: %d workers (accel %s, jailed %v)\n", f.workers, runner.Accel(), !f.noJail)
@@ -141,7 +143,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 			scale = sandbox.DefaultTCGTimeScale
 		}
 		srv = &http.Server{Addr: f.listen, Handler: api.New(api.Config{
-			Queue: q, Redis: rdb, CacheDir: dir, Accel: string(a), TimeScale: scale, AuthToken: f.authToken, Callbacks: api.CallbackPolicy{AllowPrivate: f.callbackPrivate}, Logger: log,
+			Queue: q, Redis: rdb, CacheDir: dir, Accel: string(a), TimeScale: scale, AuthToken: f.authToken, Callbacks: api.CallbackPolicy{AllowPrivate: f.callbackPrivate}, Metrics: metrics, Logger: log,
 		}).Handler(), ReadHeaderTimeout: 10 * time.Second}
 		ln, err := net.Listen("tcp", f.listen)
 		if err != nil {

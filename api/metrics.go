@@ -1,0 +1,78 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"microbox/queue"
+)
+
+// Metrics are the service's Prometheus metrics, served at /metrics. Each
+// process (serve, api, worker) exports what it sees: the queue depth from
+// any of them, job outcomes and latencies from the workers.
+type Metrics struct {
+	reg       *prometheus.Registry
+	jobs      *prometheus.CounterVec
+	endToEnd  prometheus.Histogram
+	run       prometheus.Histogram
+	vmStart   prometheus.Histogram
+	submitted prometheus.Counter
+}
+
+// latencyBuckets span a fast pooled run to a slow compile under TCG.
+var latencyBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60}
+
+// NewMetrics registers the metrics; q, when set, is asked for its depth at
+// each scrape.
+func NewMetrics(q *queue.Queue) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "microbox_jobs_total", Help: "Finished jobs by status.",
+		}, []string{"status"}),
+		endToEnd: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "microbox_job_end_to_end_seconds", Help: "From submission to result.", Buckets: latencyBuckets,
+		}),
+		run: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "microbox_job_run_seconds", Help: "Wall time of the program in its VM.", Buckets: latencyBuckets,
+		}),
+		vmStart: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "microbox_vm_start_seconds", Help: "From QEMU start to the guest agent ready.", Buckets: latencyBuckets,
+		}),
+		submitted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "microbox_submissions_total", Help: "Submissions accepted into the queue.",
+		}),
+	}
+	m.reg.MustRegister(m.jobs, m.endToEnd, m.run, m.vmStart, m.submitted,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if q != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "microbox_queue_depth", Help: "Jobs waiting or running.",
+		}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			n, err := q.Depth(ctx)
+			if err != nil {
+				return -1
+			}
+			return float64(n)
+		}))
+	}
+	return m
+}
+
+// observe records a finished job.
+func (m *Metrics) observe(o *outcome, boot time.Duration) {
+	if m == nil {
+		return
+	}
+	m.jobs.WithLabelValues(o.Status.Description).Inc()
+	m.endToEnd.Observe(o.FinishedAt.Sub(o.CreatedAt).Seconds())
+	m.run.Observe(o.WallTime)
+	if boot > 0 {
+		m.vmStart.Observe(boot.Seconds())
+	}
+}
