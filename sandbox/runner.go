@@ -183,6 +183,9 @@ func New(cfg Config) (*Runner, error) {
 		return nil, fmt.Errorf("time scale %v must be at least 1", cfg.TimeScale)
 	}
 	r := &Runner{cfg: cfg, kernel: kernel, initramfs: initramfs, accel: accel, log: cfg.Logger}
+	if stale, err := vmm.CleanStale(cfg.RunDir); len(stale) > 0 || err != nil {
+		cfg.Logger.Info("removed VM folders of a dead worker", "folders", stale, "err", err)
+	}
 	if cfg.NoJail {
 		cfg.Logger.Warn("JAILING DISABLED (--no-jail): QEMU runs as root without namespaces, cgroup or seccomp allowlist; for debugging only")
 		return r, nil

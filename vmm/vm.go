@@ -220,7 +220,9 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(cfg.RunDir, "microbox-vm-")
+	// The owner's pid in the name lets CleanStale tell a dead worker's
+	// folders from a live one's.
+	dir, err := os.MkdirTemp(cfg.RunDir, fmt.Sprintf("microbox-vm-%d-", os.Getpid()))
 	if err != nil {
 		return nil, fmt.Errorf("vm folder: %w", err)
 	}
@@ -317,7 +319,7 @@ func (vm *VM) launch(cfg Config, qlog *os.File) error {
 		seccomp = jailer.Syscalls(cfg.Accel == AccelKVM)
 	}
 	jail, err := jailer.Start(jailer.Config{
-		ID:       jailer.NewID(strings.TrimPrefix(filepath.Base(vm.dir), "microbox-vm-")),
+		ID:       jailer.NewID(filepath.Base(vm.dir)[strings.LastIndex(filepath.Base(vm.dir), "-")+1:]),
 		Root:     j.Root,
 		Binary:   cfg.QEMU,
 		Args:     vm.Args[1:],
@@ -353,6 +355,34 @@ func (vm *VM) launch(cfg Config, qlog *os.File) error {
 		close(vm.exited)
 	}()
 	return nil
+}
+
+// CleanStale removes the VM folders (sockets, console logs) under runDir
+// ("" means the temp dir) that a worker which died without closing its VMs
+// left behind; folders of live processes are left alone.
+func CleanStale(runDir string) ([]string, error) {
+	if runDir == "" {
+		runDir = os.TempDir()
+	}
+	dirs, err := filepath.Glob(filepath.Join(runDir, "microbox-vm-*-*"))
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, d := range dirs {
+		owner, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(d), "microbox-vm-"), "-")
+		pid, perr := strconv.Atoi(owner)
+		if !ok || perr != nil || pid <= 0 || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, d)
+	}
+	return removed, errors.Join(errs...)
 }
 
 // jailPids bounds QEMU's threads: one per vCPU, the main loop, RCU, and a

@@ -130,3 +130,24 @@ func TestMissingFilesAreClearErrors(t *testing.T) {
 		t.Fatalf("Start with a missing kernel = %v", err)
 	}
 }
+
+func TestCleanStaleRunDirs(t *testing.T) {
+	dir := t.TempDir()
+	dead := filepath.Join(dir, "microbox-vm-99999999-123") // above pid_max: no such process
+	live := filepath.Join(dir, "microbox-vm-"+strconv.Itoa(os.Getpid())+"-456")
+	other := filepath.Join(dir, "unrelated")
+	for _, d := range []string{dead, live, other} {
+		if err := os.MkdirAll(filepath.Join(d, "sub"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := vmm.CleanStale(dir)
+	if err != nil || len(removed) != 1 || removed[0] != dead {
+		t.Fatalf("CleanStale = %v, %v", removed, err)
+	}
+	for _, d := range []string{live, other} {
+		if _, err := os.Stat(d); err != nil {
+			t.Fatalf("%s was removed", d)
+		}
+	}
+}

@@ -31,6 +31,7 @@ type serveFlags struct {
 	workers                 int
 	queueMax                int64
 	resultTTL, shutdown     time.Duration
+	claimIdle               time.Duration
 	noJail, verbose         bool
 }
 
@@ -56,6 +57,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&f.workers, "workers", runtime.NumCPU(), "jobs run at once")
 	fs.Int64Var(&f.queueMax, "queue-max", queue.DefaultConfig().MaxLen, "jobs waiting or running before submissions get 503")
 	fs.DurationVar(&f.resultTTL, "result-ttl", queue.DefaultConfig().ResultTTL, "how long results are kept")
+	fs.DurationVar(&f.claimIdle, "claim-idle", queue.DefaultConfig().ClaimIdle, "a job whose worker sent no heartbeat for this long is reclaimed by another")
 	fs.DurationVar(&f.shutdown, "shutdown-grace", 30*time.Second, "on SIGTERM, how long running jobs may finish")
 	fs.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fs.BoolVar(&f.noJail, "no-jail", false, "run QEMU without the jailer (debugging only)")
@@ -108,7 +110,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 	}
 	defer stopRedis()
 	defer rdb.Close()
-	q := queue.New(rdb, queue.Config{MaxLen: f.queueMax, ResultTTL: f.resultTTL})
+	q := queue.New(rdb, queue.Config{MaxLen: f.queueMax, ResultTTL: f.resultTTL, ClaimIdle: f.claimIdle})
 	if err := q.Init(ctx); err != nil {
 		return err
 	}

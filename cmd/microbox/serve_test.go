@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -149,6 +150,68 @@ func TestSplitRolesNeedSharedRedis(t *testing.T) {
 		code, _, stderr := cli(t, role)
 		if code != exitUsage || !strings.Contains(stderr, "MICROBOX_REDIS_URL") {
 			t.Errorf("%s without Redis: exit %d, %q", role, code, stderr)
+		}
+	}
+}
+
+// TestWorkerKilledMidJob: SIGKILL the worker (its QEMU dies with it) while a
+// job runs; another worker reclaims the job and finishes it.
+func TestWorkerKilledMidJob(t *testing.T) {
+	vmtest.RequireImage(t, "bash")
+	srv := redistest.Start(t)
+	bin := buildCLIWithAgent(t)
+	var apiErr, w1Err, w2Err bytes.Buffer
+	_, base := startProc(t, bin, srv.Socket, &apiErr, "api", "--listen", "127.0.0.1:0")
+	w1, _ := startProc(t, bin, srv.Socket, &w1Err, "worker", "--workers", "1", "--claim-idle", "3s")
+	token := post(t, base, "/submissions", `{"source_code":"sleep 3; echo survived","language_id":46}`)["token"].(string)
+	// Wait until the first worker runs it (Processing), then kill it.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(base + "/submissions/" + token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		if st, _ := m["status"].(map[string]any); st != nil && st["id"] == float64(2) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job never started: %v\n%s", m, w1Err.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := w1.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = w1.Wait()
+	startProc(t, bin, srv.Socket, &w2Err, "worker", "--workers", "1", "--claim-idle", "3s")
+	wait := post(t, base, "/submissions?wait=true", `{"source_code":"echo after","language_id":46}`)
+	if wait["stdout"] != "after\n" {
+		t.Fatalf("second worker: %v", wait)
+	}
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		resp, err := http.Get(base + "/submissions/" + token + "?fields=stdout,status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		if m["stdout"] == "survived\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed worker's job was never finished: %v\n%s", m, w2Err.String())
+		}
+	}
+	// No QEMU of the killed worker survives it.
+	out, _ := exec.Command("pgrep", "-f", "microbox-vm-").Output()
+	for _, pid := range strings.Fields(string(out)) {
+		ppid, _ := os.ReadFile("/proc/" + pid + "/stat")
+		if strings.Contains(string(ppid), " "+strconv.Itoa(w1.Process.Pid)+" ") {
+			t.Fatalf("a QEMU of the killed worker is still running: %s", pid)
 		}
 	}
 }
