@@ -24,8 +24,9 @@ import (
 func TestMain(m *testing.M) { vmtest.Main(m) }
 
 type service struct {
-	url string
-	q   *queue.Queue
+	url   string
+	q     *queue.Queue
+	redis *redistest.Server
 }
 
 // startService runs the API and workers as `microbox serve` does, against a
@@ -59,7 +60,7 @@ func startService(t *testing.T, qcfg queue.Config, workers int) *service {
 		Callbacks: CallbackPolicy{AllowPrivate: true}, Metrics: metrics, Logger: log})
 	hs := httptest.NewServer(api.Handler())
 	t.Cleanup(hs.Close)
-	return &service{url: hs.URL, q: q}
+	return &service{url: hs.URL, q: q, redis: srv}
 }
 
 func (s *service) call(t *testing.T, method, path, body string) (int, map[string]any, http.Header) {
@@ -385,5 +386,46 @@ func TestCallbackTargetsRefused(t *testing.T) {
 	err := CallbackPolicy{Tries: 1}.deliver(context.Background(), hook.URL, []byte("{}"), slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), errCallbackTarget.Error()) {
 		t.Fatalf("deliver to loopback = %v", err)
+	}
+}
+
+// Redis dies while the API runs: requests fail cleanly (503, not a hang or
+// a crash) while it is down, and every submission answered 201 before the
+// crash still completes after the restart. What went in comes out.
+func TestRedisCrashWhileServing(t *testing.T) {
+	s := startService(t, queue.Config{}, 1)
+	var tokens []string
+	for i := 0; i < 3; i++ {
+		code, m, _ := s.call(t, "POST", "/submissions", fmt.Sprintf(`{"source_code":"echo job %d","language_id":46}`, i))
+		if code != 201 {
+			t.Fatalf("submit %d: %d %v", i, code, m)
+		}
+		tokens = append(tokens, m["token"].(string))
+	}
+	s.redis.Crash()
+	if code, m, h := s.call(t, "POST", "/submissions", `{"source_code":"echo x","language_id":46}`); code != 503 || h.Get("Retry-After") == "" {
+		t.Fatalf("POST with Redis down: %d %v", code, m)
+	}
+	if code, m, _ := s.call(t, "GET", "/submissions/"+tokens[0], ""); code != 503 {
+		t.Fatalf("GET with Redis down: %d %v", code, m)
+	}
+	if code, _, _ := s.call(t, "GET", "/readyz", ""); code != 503 {
+		t.Fatalf("readyz with Redis down: %d", code)
+	}
+	time.Sleep(time.Second)
+	s.redis.Restart()
+	for i, tok := range tokens {
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+			code, m, _ := s.call(t, "GET", "/submissions/"+tok, "")
+			if code == 200 && statusID(m) == 3 {
+				if m["stdout"] != fmt.Sprintf("job %d\n", i) {
+					t.Fatalf("job %d: %v", i, m)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("submission %d answered 201 before the crash never completed: %d %v", i, code, m)
+			}
+		}
 	}
 }
