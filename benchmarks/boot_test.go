@@ -17,10 +17,12 @@ import (
 // samples collects one duration per iteration and reports median and p90.
 type samples []time.Duration
 
-func (s samples) median() time.Duration {
+func (s samples) median() time.Duration { return s.quantile(0.5) }
+
+func (s samples) quantile(q float64) time.Duration {
 	sorted := slices.Clone(s)
 	slices.Sort(sorted)
-	return sorted[len(sorted)/2]
+	return sorted[int(q*float64(len(sorted)-1)+0.5)]
 }
 
 func (s samples) report(b *testing.B, name string) {
