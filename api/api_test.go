@@ -160,6 +160,13 @@ func TestSubmitAndWait(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// additional_files: a zip, unpacked into the work dir next to the source.
+	zipped := base64.StdEncoding.EncodeToString(makeZip(t, map[string]string{"helper.py": "GREETING = 'from the zip'"}))
+	_, m, _ = s.call(t, "POST", "/submissions?wait=true", fmt.Sprintf(`{"source_code":"import helper; print(helper.GREETING)","language_id":71,"additional_files":%q}`, zipped))
+	if statusID(m) != 3 || m["stdout"] != "from the zip\n" {
+		t.Fatalf("additional_files: %v", m)
+	}
+
 	// base64 in and out.
 	src := base64.StdEncoding.EncodeToString([]byte("import sys; sys.stdout.buffer.write(bytes([0xff, 0x00, 0x41]))"))
 	_, m, _ = s.call(t, "POST", "/submissions?wait=true&base64_encoded=true", fmt.Sprintf(`{"source_code":%q,"language_id":71}`, src))

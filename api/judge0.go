@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"microbox/languages"
 	"microbox/sandbox"
 )
 
@@ -181,7 +182,18 @@ func validate(r *request, b64 bool, maxSource int, built map[string]bool) (*subm
 		}
 	}
 	if r.AdditionalFiles != nil && *r.AdditionalFiles != "" {
-		fe.add("additional_files", "are not supported by this server yet")
+		// A zip is binary: it always comes base64-encoded (Judge0).
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(*r.AdditionalFiles))
+		if err != nil {
+			fe.add("additional_files", "is not valid base64")
+		} else if s.Job.Language != "" {
+			lang, _ := languages.Lookup(s.Job.Language)
+			files, err := unzipFiles(raw, lang.SourceFile)
+			if err != nil {
+				fe.add("additional_files", "%v", err)
+			}
+			s.Job.Files = files
+		}
 	}
 	if r.CallbackURL != nil {
 		s.CallbackURL = *r.CallbackURL

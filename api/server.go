@@ -443,7 +443,8 @@ func (s *Server) configInfo(c echo.Context) error {
 		"max_processes_and_or_threads": d.Processes, "max_max_processes_and_or_threads": m.Processes,
 		"max_file_size": d.FileSize, "max_max_file_size": m.FileSize,
 		"number_of_runs": 1, "max_number_of_runs": 1,
-		"redirect_stderr_to_stdout": false, "enable_additional_files": false,
+		"redirect_stderr_to_stdout": false, "enable_additional_files": true,
+		"max_additional_files_entries": maxZipEntries, "max_additional_files_unpacked_bytes": maxZipUnpacked,
 		"callbacks_max_tries": 0, "accel": s.cfg.Accel, "time_scale": s.cfg.TimeScale,
 	})
 }
