@@ -8,6 +8,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOTESTFLAGS ?= -count=1
 LANGS       ?=
 BENCHTIME   ?= 5x
+BURST       ?= 200
 export MICROBOX_CACHE ?= $(HOME)/.cache/microbox
 
 .PHONY: run demo test lint bench kernel images agent build deps clean help
@@ -31,6 +32,7 @@ lint: ## gofmt, go vet and staticcheck
 
 bench: deps build kernel images ## measure boot and run latency (see benchmarks/README.md)
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./benchmarks/
+	MICROBOX_BENCH_BURST=$(BURST) $(GO) test -run '^$$' -bench 'BenchmarkAPI/burst' -benchtime 1x -timeout 60m ./benchmarks/
 
 kernel: build ## build the guest kernel (about 5 minutes, then cached)
 	$(BIN)/microbox kernel build
