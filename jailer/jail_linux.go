@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
-	"time"
 )
 
 // initArg is argv[1] that turns the microbox binary (or a test binary whose
@@ -108,7 +107,6 @@ type Jail struct {
 	dir    string
 	log    *slog.Logger
 	exited chan struct{}
-	err    error // the wait error, valid after exited is closed
 }
 
 // ErrRoot is returned when the jailer does not run as root.
@@ -213,7 +211,7 @@ func Start(cfg Config) (j *Jail, err error) {
 	}
 	j = &Jail{cmd: cmd, cg: cg, dir: dir, log: cfg.Logger, exited: make(chan struct{})}
 	go func() {
-		j.err = cmd.Wait()
+		_ = cmd.Wait()
 		close(j.exited)
 	}()
 	cfg.Logger.Debug("jail started", "id", cfg.ID, "pid", cmd.Process.Pid, "uid", cfg.UID)
@@ -241,14 +239,4 @@ func (j *Jail) Close() error {
 		err = rmErr
 	}
 	return err
-}
-
-// ExitErr is the program's wait error once it has exited.
-func (j *Jail) ExitErr() error {
-	select {
-	case <-j.exited:
-		return j.err
-	case <-time.After(0):
-		return nil
-	}
 }
