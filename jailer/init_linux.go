@@ -86,6 +86,17 @@ func setupJail(s *Spec) error {
 	if err := makeDev(filepath.Join(s.Jail, "dev"), s.KVM); err != nil {
 		return step("make /dev", err)
 	}
+	if s.Proc {
+		// subset=pid leaves out /proc/sys, /proc/kcore and the other
+		// system-wide files; the pid namespace leaves only the VMM.
+		proc := filepath.Join(s.Jail, "proc")
+		if err := os.Mkdir(proc, 0o555); err != nil {
+			return step("mkdir /proc", err)
+		}
+		if err := unix.Mount("proc", proc, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC|unix.MS_RDONLY, "subset=pid"); err != nil {
+			return step("mount /proc", err)
+		}
+	}
 	if err := unix.Sethostname([]byte("microbox")); err != nil {
 		return step("sethostname", err)
 	}

@@ -23,6 +23,10 @@ const (
 	firstFD  = 5 // Config.ExtraFiles start here
 )
 
+// FirstExtraFD is the descriptor number the program sees Config.ExtraFiles
+// from, in order.
+const FirstExtraFD = firstFD
+
 // Limits are the jail's cgroup and rlimits.
 type Limits struct {
 	// Memory is the cgroup memory limit in bytes (guest RAM plus QEMU's own
@@ -61,6 +65,11 @@ type Config struct {
 	Writable string
 	// KVM adds /dev/kvm to the jail's /dev.
 	KVM bool
+	// Proc mounts a procfs of the jail's own pid namespace (it shows only
+	// the jailed process) read-only with subset=pid, so the program can
+	// open a passed descriptor by path (/proc/self/fd/N): QEMU takes guest
+	// RAM backed by a memfd only as a mem-path.
+	Proc bool
 	// UID and GID run the program; must not be 0.
 	UID, GID int
 	Limits   Limits
@@ -85,6 +94,7 @@ type Spec struct {
 	ReadOnly []string `json:"read_only"`
 	Writable string   `json:"writable"`
 	KVM      bool     `json:"kvm"`
+	Proc     bool     `json:"proc"`
 	UID      int      `json:"uid"`
 	GID      int      `json:"gid"`
 	Limits   Limits   `json:"limits"`
@@ -194,7 +204,7 @@ func Start(cfg Config) (j *Jail, err error) {
 	}
 	spec := Spec{
 		Jail: dir, Binary: cfg.Binary, Args: cfg.Args,
-		ReadOnly: append(deps, cfg.ReadOnly...), Writable: cfg.Writable, KVM: cfg.KVM,
+		ReadOnly: append(deps, cfg.ReadOnly...), Writable: cfg.Writable, KVM: cfg.KVM, Proc: cfg.Proc,
 		UID: cfg.UID, GID: cfg.GID, Limits: cfg.Limits, Seccomp: cfg.Seccomp, NFiles: len(cfg.ExtraFiles),
 	}
 	if err := json.NewEncoder(specW).Encode(spec); err != nil {

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // QMP is a minimal client of QEMU's machine protocol: one command at a time,
@@ -71,6 +74,29 @@ func (q *QMP) Execute(command string, args any, timeout time.Duration) (json.Raw
 	return q.exec(command, args)
 }
 
+// SendFD hands f to QEMU under name (QMP getfd), for a later "fd:name"
+// migration URI. QEMU keeps its own copy; the caller may close f.
+func (q *QMP) SendFD(name string, f *os.File, timeout time.Duration) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	uc, ok := q.conn.(*net.UnixConn)
+	if !ok {
+		return errors.New("qmp: passing a descriptor needs a Unix socket")
+	}
+	_ = q.conn.SetDeadline(time.Now().Add(timeout))
+	defer q.conn.SetDeadline(time.Time{})
+	b, err := json.Marshal(map[string]any{"execute": "getfd", "arguments": map[string]string{"fdname": name}})
+	if err != nil {
+		return err
+	}
+	// The descriptor travels with the command's bytes (SCM_RIGHTS).
+	if _, _, err := uc.WriteMsgUnix(append(b, '\n'), unix.UnixRights(int(f.Fd())), nil); err != nil {
+		return fmt.Errorf("qmp getfd: %w", err)
+	}
+	_, err = q.answer("getfd")
+	return err
+}
+
 func (q *QMP) exec(command string, args any) (json.RawMessage, error) {
 	req := map[string]any{"execute": command}
 	if args != nil {
@@ -83,6 +109,11 @@ func (q *QMP) exec(command string, args any) (json.RawMessage, error) {
 	if _, err := q.conn.Write(append(b, '\n')); err != nil {
 		return nil, fmt.Errorf("qmp %s: %w", command, err)
 	}
+	return q.answer(command)
+}
+
+// answer reads up to the reply of the command just sent, skipping events.
+func (q *QMP) answer(command string) (json.RawMessage, error) {
 	for {
 		var m qmpMessage
 		if err := q.read(&m); err != nil {

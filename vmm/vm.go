@@ -75,6 +75,11 @@ type Config struct {
 	Jail *Jail
 	// Logger receives lifecycle messages; nil discards them.
 	Logger *slog.Logger
+
+	// Set by BuildSnapshot and Restore only.
+	ram       *os.File // backs guest RAM (a memfd); nil means anonymous memory
+	ramShared bool     // the guest writes through to ram (a snapshot's source)
+	incoming  bool     // start paused, waiting for a migration stream
 }
 
 // VM is a running microVM with its agent ready.
@@ -97,6 +102,7 @@ type VM struct {
 
 	mu        sync.Mutex // guards qmp, agent and closed against Close from ctx
 	closed    bool
+	paused    bool // a restored or paused clone: Resume runs it
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -177,14 +183,31 @@ func kernelArgs() string {
 
 // qemuArgs builds the command line. Never a -netdev: guests have no network.
 func qemuArgs(cfg Config, dir string) []string {
+	machine := "microvm,acpi=off,isa-serial=on"
+	if cfg.ram != nil {
+		machine += ",memory-backend=ram"
+	}
 	args := []string{
 		// QEMU's own seccomp filter: no obsolete syscalls, no setuid,
 		// no fork or exec, no scheduler or affinity changes.
 		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-		"-M", "microvm,acpi=off,isa-serial=on",
+		"-M", machine,
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-m", strconv.Itoa(cfg.MemoryMiB),
 		"-smp", strconv.Itoa(cfg.VCPUs),
+	}
+	if cfg.ram != nil {
+		// The memfd is the first passed descriptor. QEMU 7.2 takes a file
+		// backend only by path; /proc/self/fd/N reopens the memfd itself.
+		fd := 3 // exec.Cmd.ExtraFiles
+		if cfg.Jail != nil {
+			fd = jailer.FirstExtraFD
+		}
+		share := "off" // a clone: private copy-on-write of the template
+		if cfg.ramShared {
+			share = "on"
+		}
+		args = append(args, "-object", fmt.Sprintf("memory-backend-file,id=ram,size=%dM,mem-path=/proc/self/fd/%d,share=%s", cfg.MemoryMiB, fd, share))
 	}
 	switch cfg.Accel {
 	case AccelKVM:
@@ -207,6 +230,9 @@ func qemuArgs(cfg Config, dir string) []string {
 		"-device", "virtserialport,chardev=agent,name="+protocol.PortName,
 		"-qmp", "unix:"+filepath.Join(dir, "qmp.sock")+",server=on,wait=off",
 	)
+	if cfg.incoming {
+		args = append(args, "-incoming", "defer")
+	}
 	return args
 }
 
@@ -217,75 +243,97 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
+	vm, start, err := startProcess(ctx, cfg)
+	if err != nil {
 		return nil, err
+	}
+	deadline := start.Add(cfg.BootTimeout)
+	if err := vm.connectAgent(deadline); err != nil {
+		return nil, vm.fail(ctx, err)
+	}
+	hello, err := vm.handshake(deadline)
+	if err != nil {
+		return nil, vm.fail(ctx, err)
+	}
+	vm.BootTime = time.Since(start)
+	vm.log.Debug("vm ready", "accel", vm.Accel, "boot", vm.BootTime, "kernel", hello.Kernel, "dir", vm.dir)
+	return vm, nil
+}
+
+// startProcess makes the VM's folder, starts QEMU (jailed unless cfg.Jail
+// is nil) and connects to its QMP socket. From here on, cancelling ctx
+// closes the VM.
+func startProcess(ctx context.Context, cfg Config) (*VM, time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, time.Time{}, err
 	}
 	// The owner's pid in the name lets CleanStale tell a dead worker's
 	// folders from a live one's.
 	dir, err := os.MkdirTemp(cfg.RunDir, fmt.Sprintf("microbox-vm-%d-", os.Getpid()))
 	if err != nil {
-		return nil, fmt.Errorf("vm folder: %w", err)
+		return nil, time.Time{}, fmt.Errorf("vm folder: %w", err)
 	}
 	// A Unix socket address holds 108 bytes: a deep RunDir would make
 	// QEMU's sockets fail to bind, or the host's connect fail later.
 	if n := len(filepath.Join(dir, "agent.sock")); n >= 108 {
 		_ = os.Remove(dir)
-		return nil, fmt.Errorf("vm folder %s is too deep for Unix socket paths (%d bytes, at most 107): use a shorter RunDir", dir, n)
+		return nil, time.Time{}, fmt.Errorf("vm folder %s is too deep for Unix socket paths (%d bytes, at most 107): use a shorter RunDir", dir, n)
 	}
 	vm := &VM{Accel: cfg.Accel, dir: dir, log: cfg.Logger, exited: make(chan struct{})}
 	vm.Args = append([]string{cfg.QEMU}, qemuArgs(cfg, dir)...)
 	qlog, err := os.Create(filepath.Join(dir, "qemu.log"))
 	if err != nil {
 		_ = os.RemoveAll(dir)
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	start := time.Now()
 	err = vm.launch(cfg, qlog)
 	qlog.Close()
 	if err != nil {
 		_ = os.RemoveAll(dir)
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	stop := context.AfterFunc(ctx, func() { _ = vm.Close() })
 	vm.mu.Lock()
 	vm.stop = stop
 	vm.mu.Unlock()
 
-	fail := func(err error) (*VM, error) {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			err = fmt.Errorf("%w (%v)", ctxErr, err)
-		}
-		diag := vm.diagnostics()
-		_ = vm.Close()
-		if diag != "" {
-			err = fmt.Errorf("%w\n%s", err, diag)
-		}
-		return nil, err
-	}
-	deadline := start.Add(cfg.BootTimeout)
-	qmp, err := vm.dialQMP(deadline)
+	qmp, err := vm.dialQMP(start.Add(cfg.BootTimeout))
 	if err != nil {
-		return fail(fmt.Errorf("qmp: %w", err))
+		return nil, start, vm.fail(ctx, fmt.Errorf("qmp: %w", err))
 	}
 	if !vm.adopt(func() { vm.qmp = qmp }) {
 		qmp.Close()
-		return fail(ErrClosed)
+		return nil, start, vm.fail(ctx, ErrClosed)
 	}
+	return vm, start, nil
+}
+
+// connectAgent connects the host's end of the agent's port.
+func (vm *VM) connectAgent(deadline time.Time) error {
 	agent, err := vm.dial("agent.sock", deadline)
 	if err != nil {
-		return fail(fmt.Errorf("agent socket: %w", err))
+		return fmt.Errorf("agent socket: %w", err)
 	}
 	if !vm.adopt(func() { vm.agent = agent }) {
 		agent.Close()
-		return fail(ErrClosed)
+		return ErrClosed
 	}
-	hello, err := vm.handshake(deadline)
-	if err != nil {
-		return fail(err)
+	return nil
+}
+
+// fail closes a VM that could not be started and returns err with the
+// context's error and the VM's last log lines added.
+func (vm *VM) fail(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		err = fmt.Errorf("%w (%v)", ctxErr, err)
 	}
-	vm.BootTime = time.Since(start)
-	vm.log.Debug("vm ready", "accel", vm.Accel, "boot", vm.BootTime, "kernel", hello.Kernel, "dir", dir)
-	return vm, nil
+	diag := vm.diagnostics()
+	_ = vm.Close()
+	if diag != "" {
+		err = fmt.Errorf("%w\n%s", err, diag)
+	}
+	return err
 }
 
 // launch starts QEMU, jailed unless cfg.Jail is nil, and arranges for
@@ -296,6 +344,9 @@ func (vm *VM) launch(cfg Config, qlog *os.File) error {
 		cmd := exec.Command(cfg.QEMU, vm.Args[1:]...)
 		cmd.Stdout, cmd.Stderr = qlog, qlog
 		cmd.Env = []string{}
+		if cfg.ram != nil {
+			cmd.ExtraFiles = []*os.File{cfg.ram}
+		}
 		// Pdeathsig: if this process dies, so does the VM.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 		if err := cmd.Start(); err != nil {
@@ -318,6 +369,10 @@ func (vm *VM) launch(cfg Config, qlog *os.File) error {
 	if seccomp == nil {
 		seccomp = jailer.Syscalls(cfg.Accel == AccelKVM)
 	}
+	var extra []*os.File
+	if cfg.ram != nil {
+		extra = []*os.File{cfg.ram}
+	}
 	jail, err := jailer.Start(jailer.Config{
 		ID:       jailer.NewID(filepath.Base(vm.dir)[strings.LastIndex(filepath.Base(vm.dir), "-")+1:]),
 		Root:     j.Root,
@@ -326,6 +381,7 @@ func (vm *VM) launch(cfg Config, qlog *os.File) error {
 		ReadOnly: []string{cfg.Kernel, cfg.Initramfs, cfg.Image},
 		Writable: vm.dir,
 		KVM:      cfg.Accel == AccelKVM,
+		Proc:     cfg.ram != nil,
 		UID:      uid,
 		GID:      uid,
 		Limits: jailer.Limits{
@@ -335,10 +391,11 @@ func (vm *VM) launch(cfg Config, qlog *os.File) error {
 			OpenFiles: 1024,
 			FileSize:  64 << 20, // the console log
 		},
-		Seccomp: seccomp,
-		Stdout:  qlog,
-		Stderr:  qlog,
-		Logger:  cfg.Logger,
+		Seccomp:    seccomp,
+		ExtraFiles: extra,
+		Stdout:     qlog,
+		Stderr:     qlog,
+		Logger:     cfg.Logger,
 	})
 	if err != nil {
 		j.UIDs.Release(uid)

@@ -240,6 +240,15 @@ func (a *agent) serve() {
 			}
 		case protocol.TypeJob:
 			a.handleJob(w, payload)
+		case protocol.TypeResume:
+			if err := resume(payload); err != nil {
+				a.log.Error("resume", "err", err)
+				_ = w.Frame(protocol.TypeError, []byte("resume: "+err.Error()))
+				continue
+			}
+			if err := w.JSON(protocol.TypeHello, protocol.Hello{Version: protocol.Version, Kernel: a.kernel}); err != nil {
+				a.log.Error("write hello", "err", err)
+			}
 		default:
 			a.log.Warn("unexpected frame from host", "type", typ)
 		}

@@ -11,7 +11,7 @@ import (
 
 // Version is the protocol version. Bump it on any incompatible change to the
 // frame layout or to the JSON messages.
-const Version = 1
+const Version = 2
 
 // PortName is the name of the virtio-console port the agent serves on; the
 // guest finds its device by this name under /sys/class/virtio-ports.
@@ -30,6 +30,10 @@ const (
 	TypeStderr Type = 5 // a chunk of the program's stderr, raw bytes
 	TypeResult Type = 6 // the job's Result as JSON; ends the job
 	TypeError  Type = 7 // the agent could not run the job: a message; ends the job
+	// TypeResume is sent to a VM restored from a snapshot, when it resumes:
+	// Resume as JSON. The agent reseeds its randomness, sets its clock and
+	// answers with a Hello.
+	TypeResume Type = 8
 )
 
 func (t Type) String() string {
@@ -48,6 +52,8 @@ func (t Type) String() string {
 		return "result"
 	case TypeError:
 		return "error"
+	case TypeResume:
+		return "resume"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -86,7 +92,7 @@ func ReadFrame(r io.Reader) (Type, []byte, error) {
 		return 0, nil, err
 	}
 	t := Type(hdr[0])
-	if t < TypePing || t > TypeError {
+	if t < TypePing || t > TypeResume {
 		return 0, nil, fmt.Errorf("%w: %d", ErrUnknownType, hdr[0])
 	}
 	n := binary.BigEndian.Uint32(hdr[1:])

@@ -8,6 +8,18 @@ type Hello struct {
 	Kernel  string `json:"kernel"`  // guest kernel release, for diagnostics
 }
 
+// Resume makes a clone of a snapshot unique and current. Every clone of one
+// snapshot starts with the same kernel random state and the same clock as
+// the snapshot had; without this, clones would share getrandom output,
+// address-space layouts and a stale time.
+type Resume struct {
+	// Time is the host's wall clock when it sent the message.
+	Time time.Time `json:"time"`
+	// Entropy is fresh host randomness, credited to the guest's pool
+	// (RNDADDENTROPY) before the kernel's CRNG is reseeded from it.
+	Entropy []byte `json:"entropy"`
+}
+
 // Limits confine one step (compile or run) of a job inside the guest.
 // A zero field means "no limit of this kind" except where noted; the host
 // always fills every field.

@@ -1,0 +1,350 @@
+package vmm
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"microbox/internal/cache"
+	"microbox/sandbox/protocol"
+)
+
+// snapshotFormat is part of every snapshot key: bump it when what a snapshot
+// holds or how it is restored changes.
+const snapshotFormat = "microbox-snapshot-1"
+
+// templateSeals make a template's RAM immutable: no write, no resize, and no
+// taking the seals off. A private (copy-on-write) mapping of it is still
+// allowed, which is how every clone maps it.
+const templateSeals = unix.F_SEAL_WRITE | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_SEAL
+
+// migrationTimeout bounds a snapshot's save or restore; both take
+// milliseconds, since guest RAM is not copied (x-ignore-shared).
+const migrationTimeout = 30 * time.Second
+
+// Snapshot is a paused, warmed VM saved for cloning: its guest RAM in a
+// sealed memfd (shared by every clone, copy-on-write) and its device state,
+// a few tens of KB.
+type Snapshot struct {
+	// Key identifies what the snapshot was made from (SnapshotKey).
+	Key string
+	// SaveTime is how long pausing and saving the state took.
+	SaveTime time.Duration
+
+	cfg   Config   // kernel, initramfs, image and machine it was taken of
+	ram   *os.File // sealed memfd
+	state []byte   // QEMU's device state (the migration stream)
+}
+
+// Close frees the template's memory once no clone maps it any more.
+func (s *Snapshot) Close() error { return s.ram.Close() }
+
+// RAMBytes is the memory the template really holds (pages the guest
+// touched), shared by all its clones.
+func (s *Snapshot) RAMBytes() int64 {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(s.ram.Fd()), &st); err != nil {
+		return 0
+	}
+	return st.Blocks * 512
+}
+
+// SnapshotKey names the snapshot of a VM config: every input that must be
+// identical between the snapshot's VM and its clones. The kernel, initramfs,
+// image and QEMU binary are identified by path, size, modification time and
+// inode, so a rebuilt file gives another key; the machine by QEMU's full
+// command line (memory, vCPUs, accel, CPU model, devices), with the VM's
+// folder left out.
+func SnapshotKey(c Config) (string, error) {
+	cfg, err := c.withDefaults()
+	if err != nil {
+		return "", err
+	}
+	parts := []string{snapshotFormat}
+	for _, p := range []string{cfg.QEMU, cfg.Kernel, cfg.Initramfs, cfg.Image} {
+		id, err := fileIdentity(p)
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, id)
+	}
+	cfg.ram, cfg.ramShared, cfg.incoming = os.Stdin, false, true // as every clone runs
+	cfg.Jail = nil
+	parts = append(parts, qemuArgs(cfg, "/vm")...)
+	return cache.Key(parts...), nil
+}
+
+func fileIdentity(p string) (string, error) {
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", err
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(real, &st); err != nil {
+		return "", fmt.Errorf("%s: %w", p, err)
+	}
+	return fmt.Sprintf("%s:%d:%d.%09d:%d", real, st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Ino), nil
+}
+
+// BuildSnapshot boots a VM with its RAM in a fresh memfd, lets warm prepare
+// it (run a program, so the runtime's files are in the guest's page cache),
+// pauses it and saves its device state. The VM is gone when it returns; the
+// memfd is sealed, so no clone and no escaped QEMU can change it.
+func BuildSnapshot(ctx context.Context, c Config, warm func(*VM) error) (*Snapshot, error) {
+	cfg, err := c.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	key, err := SnapshotKey(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ram, err := newMemfd("microbox-ram", int64(cfg.MemoryMiB)<<20)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ram, cfg.ramShared = ram, true
+	snap, err := buildSnapshot(ctx, cfg, warm)
+	if err != nil {
+		ram.Close()
+		return nil, err
+	}
+	snap.Key = key
+	return snap, nil
+}
+
+func buildSnapshot(ctx context.Context, cfg Config, warm func(*VM) error) (*Snapshot, error) {
+	vm, err := Start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer vm.Close()
+	if warm != nil {
+		if err := warm(vm); err != nil {
+			return nil, fmt.Errorf("warm up before the snapshot: %w", err)
+		}
+	}
+	start := time.Now()
+	state, err := vm.save()
+	if err != nil {
+		return nil, fmt.Errorf("save snapshot: %w\n%s", err, vm.diagnostics())
+	}
+	took := time.Since(start)
+	// The seals need every writable shared mapping gone: QEMU's.
+	if err := vm.Close(); err != nil {
+		return nil, err
+	}
+	if _, err := unix.FcntlInt(cfg.ram.Fd(), unix.F_ADD_SEALS, templateSeals); err != nil {
+		return nil, fmt.Errorf("seal snapshot RAM: %w", err)
+	}
+	cfg.ramShared = false
+	return &Snapshot{cfg: cfg, ram: cfg.ram, state: state, SaveTime: took}, nil
+}
+
+// save pauses the VM and writes its device state, without guest RAM, which
+// is already in the memfd (x-ignore-shared), into a memfd that it returns
+// the contents of.
+func (vm *VM) save() ([]byte, error) {
+	q := vm.QMP()
+	if _, err := q.Execute("stop", nil, migrationTimeout); err != nil {
+		return nil, err
+	}
+	if err := ignoreShared(q); err != nil {
+		return nil, err
+	}
+	out, err := newMemfd("microbox-state", 0)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	if err := q.SendFD("state", out, migrationTimeout); err != nil {
+		return nil, err
+	}
+	if _, err := q.Execute("migrate", map[string]any{"uri": "fd:state"}, migrationTimeout); err != nil {
+		return nil, err
+	}
+	if err := waitMigration(q, time.Now().Add(migrationTimeout)); err != nil {
+		return nil, err
+	}
+	if _, err := out.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(out)
+}
+
+func ignoreShared(q *QMP) error {
+	_, err := q.Execute("migrate-set-capabilities", map[string]any{
+		"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": true}},
+	}, migrationTimeout)
+	return err
+}
+
+// waitMigration polls until the outgoing or incoming migration is over.
+func waitMigration(q *QMP, deadline time.Time) error {
+	for {
+		raw, err := q.Execute("query-migrate", nil, time.Until(deadline))
+		if err != nil {
+			return err
+		}
+		var st struct {
+			Status    string `json:"status"`
+			ErrorDesc string `json:"error-desc"`
+		}
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return err
+		}
+		switch st.Status {
+		case "completed":
+			return nil
+		case "failed", "cancelled":
+			return fmt.Errorf("migration %s: %s", st.Status, st.ErrorDesc)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("migration still %q after %s", st.Status, migrationTimeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Restore starts a clone of snap: a new QEMU process (jailed as c says)
+// that maps the template's RAM privately and loads its device state. It
+// returns the clone paused; Resume runs it. Only QEMU, Jail, RunDir,
+// BootTimeout and Logger are taken from c: the machine is the snapshot's.
+func Restore(ctx context.Context, c Config, snap *Snapshot) (*VM, error) {
+	cfg := snap.cfg
+	cfg.QEMU, cfg.Jail, cfg.RunDir, cfg.BootTimeout, cfg.Logger = c.QEMU, c.Jail, c.RunDir, c.BootTimeout, c.Logger
+	cfg.Host, cfg.Accel = Host{}, snap.cfg.Accel
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cfg.ram, cfg.ramShared, cfg.incoming = snap.ram, false, true
+	vm, start, err := startProcess(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := vm.incoming(snap.state, start.Add(cfg.BootTimeout)); err != nil {
+		return nil, vm.fail(ctx, fmt.Errorf("restore: %w", err))
+	}
+	// The guest's port is open (it was when the snapshot was taken): connect
+	// before it runs, so its first read finds the host there.
+	if err := vm.connectAgent(start.Add(cfg.BootTimeout)); err != nil {
+		return nil, vm.fail(ctx, err)
+	}
+	vm.BootTime = time.Since(start)
+	vm.paused = true
+	return vm, nil
+}
+
+func (vm *VM) incoming(state []byte, deadline time.Time) error {
+	q := vm.QMP()
+	if err := ignoreShared(q); err != nil {
+		return err
+	}
+	in, err := newMemfd("microbox-state", 0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if _, err := in.Write(state); err != nil {
+		return err
+	}
+	if _, err := in.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := q.SendFD("state", in, time.Until(deadline)); err != nil {
+		return err
+	}
+	if _, err := q.Execute("migrate-incoming", map[string]any{"uri": "fd:state"}, time.Until(deadline)); err != nil {
+		return err
+	}
+	return waitMigration(q, deadline)
+}
+
+// Pause stops the guest's vCPUs; its clock stands still until Resume.
+func (vm *VM) Pause() error {
+	if _, err := vm.QMP().Execute("stop", nil, migrationTimeout); err != nil {
+		return err
+	}
+	vm.paused = true
+	return nil
+}
+
+// Resume runs a paused clone and makes it unique and current: the agent gets
+// fresh host entropy and the host's time, and answers once it has applied
+// them. It returns how long that took.
+func (vm *VM) Resume(timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	if vm.paused {
+		if _, err := vm.QMP().Execute("cont", nil, timeout); err != nil {
+			return 0, err
+		}
+		vm.paused = false
+	}
+	entropy := make([]byte, 64)
+	if _, err := rand.Read(entropy); err != nil {
+		return 0, err
+	}
+	vm.mu.Lock()
+	agent := vm.agent
+	vm.mu.Unlock()
+	if agent == nil {
+		return 0, ErrClosed
+	}
+	if err := protocol.NewWriter(agent).JSON(protocol.TypeResume, protocol.Resume{Time: time.Now(), Entropy: entropy}); err != nil {
+		return 0, fmt.Errorf("resume agent: %w", err)
+	}
+	_ = agent.SetReadDeadline(start.Add(timeout))
+	defer agent.SetReadDeadline(time.Time{})
+	typ, payload, err := protocol.ReadFrame(agent)
+	if err != nil {
+		return 0, fmt.Errorf("resume agent: %w", err)
+	}
+	switch typ {
+	case protocol.TypeHello:
+		var h protocol.Hello
+		if err := json.Unmarshal(payload, &h); err != nil {
+			return 0, err
+		}
+		if h.Version != protocol.Version {
+			return 0, fmt.Errorf("%w: agent %d, host %d", ErrAgentVersion, h.Version, protocol.Version)
+		}
+		return time.Since(start), nil
+	case protocol.TypeError:
+		return 0, fmt.Errorf("agent: %s", payload)
+	}
+	return 0, fmt.Errorf("agent answered %s to resume", typ)
+}
+
+// newMemfd makes an anonymous memory file of size bytes that can be sealed.
+func newMemfd(name string, size int64) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if size > 0 {
+		if err := f.Truncate(size); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// errNoSnapshot is returned by LoadSnapshot when none is stored for a key.
+var errNoSnapshot = errors.New("no snapshot stored")
+
+// IsNotStored says whether err means only that no snapshot was stored.
+func IsNotStored(err error) bool { return errors.Is(err, errNoSnapshot) }
+
+var _ = strconv.Itoa
