@@ -38,6 +38,10 @@ var tcgSyscalls = []string{
 	"exit",       // a thread ends (idle block thread-pool workers time out)
 	"exit_group", // QEMU's own exit: QMP quit, guest panic/reboot (-no-reboot), start-up error
 	"fchdir",     // libndctl/libpmem constructor walking /sys/bus/nd
+	"fstatfs", // TEMP
+	"fadvise64", // TEMP
+	"readv", // TEMP
+	"getsockopt", // TEMP
 	"fcntl",      // O_NONBLOCK, FD_CLOEXEC; F_OFD_SETLK/GETLK image locking
 	"futex",
 	"get_mempolicy", // libnuma constructor

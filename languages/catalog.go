@@ -18,6 +18,10 @@ type Language struct {
 	Compile    []string // compile argv run in the work dir; nil when interpreted
 	Run        []string // run argv run in the work dir, e.g. {"python3", "main.py"} or {"./main"}
 	VersionCmd []string // argv that prints the version; its output goes through ParseVersion
+	// Hello prints "Hello, World!\n". It warms a snapshot's and a pooled
+	// VM's runtime (compiler, interpreter and libraries in the page cache,
+	// their code in TCG's translation cache) before a job needs them.
+	Hello string
 }
 
 // ErrUnknown is wrapped by Lookup and ByExtension for ids and extensions
@@ -34,6 +38,7 @@ var catalog = []Language{
 		Extensions: []string{".sh", ".bash"},
 		Run:        []string{"bash", "main.sh"},
 		VersionCmd: []string{"bash", "--version"},
+		Hello:      `echo "Hello, World!"`,
 	},
 	{
 		ID:         "c",
@@ -44,6 +49,7 @@ var catalog = []Language{
 		Compile:    []string{"gcc", "-O2", "-std=gnu17", "-o", "main", "main.c", "-lm"},
 		Run:        []string{"./main"},
 		VersionCmd: []string{"gcc", "--version"},
+		Hello:      "#include <stdio.h>\nint main(void) { puts(\"Hello, World!\"); return 0; }\n",
 	},
 	{
 		ID:         "cpp",
@@ -54,6 +60,7 @@ var catalog = []Language{
 		Compile:    []string{"g++", "-O2", "-std=gnu++17", "-o", "main", "main.cpp"},
 		Run:        []string{"./main"},
 		VersionCmd: []string{"g++", "--version"},
+		Hello:      "#include <iostream>\nint main() { std::cout << \"Hello, World!\" << std::endl; }\n",
 	},
 	{
 		ID:         "javascript",
@@ -63,6 +70,7 @@ var catalog = []Language{
 		Extensions: []string{".js"},
 		Run:        []string{"node", "main.js"},
 		VersionCmd: []string{"node", "--version"},
+		Hello:      `console.log("Hello, World!");`,
 	},
 	{
 		// python3-minimal lacks most of the standard library (json,
@@ -74,6 +82,7 @@ var catalog = []Language{
 		Extensions: []string{".py"},
 		Run:        []string{"python3", "main.py"},
 		VersionCmd: []string{"python3", "--version"},
+		Hello:      `print("Hello, World!")`,
 	},
 	{
 		ID:         "ruby",
@@ -83,6 +92,7 @@ var catalog = []Language{
 		Extensions: []string{".rb"},
 		Run:        []string{"ruby", "main.rb"},
 		VersionCmd: []string{"ruby", "--version"},
+		Hello:      `puts "Hello, World!"`,
 	},
 }
 

@@ -25,11 +25,15 @@ func newRunner(t testing.TB, lang string, scale float64) *Runner {
 	t.Helper()
 	env := vmtest.Require(t)
 	vmtest.RequireImage(t, lang)
-	r, err := New(Config{CacheDir: env.CacheDir, Kernel: env.Kernel, Agent: env.Agent, TimeScale: scale,
+	// Cold: these tests are about the agent and its limits, which are the
+	// same in a booted and in a restored VM; snapshot_test.go runs the
+	// restore and pool paths, limits included.
+	r, err := New(Config{CacheDir: env.CacheDir, Kernel: env.Kernel, Agent: env.Agent, TimeScale: scale, Cold: true,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { r.Close() })
 	return r
 }
 
@@ -74,25 +78,13 @@ func trim(b []byte) []byte {
 	return b
 }
 
-// helloPrograms has a hello world for every catalog language; a language
-// without one fails TestHelloEveryLanguage.
-var helloPrograms = map[string]string{
-	"bash":       `echo "Hello, World!"`,
-	"c":          "#include <stdio.h>\nint main(void) { puts(\"Hello, World!\"); return 0; }\n",
-	"cpp":        "#include <iostream>\nint main() { std::cout << \"Hello, World!\" << std::endl; }\n",
-	"javascript": `console.log("Hello, World!");`,
-	"python3":    `print("Hello, World!")`,
-	"ruby":       `puts "Hello, World!"`,
-}
-
 func TestHelloEveryLanguage(t *testing.T) {
 	for _, lang := range languages.All() {
 		t.Run(lang.ID, func(t *testing.T) {
-			src, ok := helloPrograms[lang.ID]
-			if !ok {
-				t.Fatalf("catalog language %q has no hello-world test: add it to helloPrograms", lang.ID)
+			if lang.Hello == "" {
+				t.Fatalf("catalog language %q has no Hello program", lang.ID)
 			}
-			res := run(t, Job{Language: lang.ID, Source: []byte(src)})
+			res := run(t, Job{Language: lang.ID, Source: []byte(lang.Hello)})
 			wantStatus(t, res, StatusAccepted)
 			if got := string(res.Stdout); got != "Hello, World!\n" {
 				t.Fatalf("stdout = %q, want %q", got, "Hello, World!\n")

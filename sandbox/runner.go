@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"microbox/jailer"
@@ -82,7 +84,10 @@ type Result struct {
 	StderrTruncated bool
 	Accel           vmm.Accel
 	TimeScale       float64
-	BootTime        time.Duration // QEMU start to agent ready
+	// Start says how the VM was started; BootTime is how long that took,
+	// up to the agent being ready (a boot, a restore, or a pool take).
+	Start    StartMode
+	BootTime time.Duration
 	// Compile is what the agent measured of the compile step, if any.
 	Compile *protocol.StepResult
 }
@@ -118,6 +123,16 @@ type Config struct {
 	// UIDBase and UIDCount are the range of unprivileged uids handed to
 	// VMs, one each; zero means DefaultUIDBase and DefaultUIDCount.
 	UIDBase, UIDCount int
+	// Cold boots every VM from the kernel: no snapshots, no pool. For
+	// comparison and debugging (microbox run --cold).
+	Cold bool
+	// PoolSize is how many restored, warmed, paused VMs are kept ready per
+	// language, once the language has been used or prepared (Prepare); 0
+	// means no pool: each job restores the language's snapshot.
+	PoolSize int
+	// PoolMemoryMiB bounds the host memory (measured, private) of all
+	// pooled VMs together; 0 means DefaultPoolMemoryMiB.
+	PoolMemoryMiB int
 	// Logger receives per-job logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -137,6 +152,16 @@ type Runner struct {
 	accel     vmm.Accel
 	jail      *vmm.Jail // nil with NoJail
 	log       *slog.Logger
+
+	// Snapshots and pools (start.go); ctx ends with Close.
+	ctx           context.Context
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup // snapshot builds and pool fillers
+	mu            sync.Mutex     // guards langs and retired
+	langs         map[string]*langState
+	retired       []*vmm.Snapshot
+	pooledMem     atomic.Int64 // bytes held by pooled VMs
+	lastPooledMem atomic.Int64 // bytes the last pooled VM took
 }
 
 // New checks that everything a VM needs is in place, so that a missing
@@ -182,7 +207,8 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.TimeScale < 1 {
 		return nil, fmt.Errorf("time scale %v must be at least 1", cfg.TimeScale)
 	}
-	r := &Runner{cfg: cfg, kernel: kernel, initramfs: initramfs, accel: accel, log: cfg.Logger}
+	r := &Runner{cfg: cfg, kernel: kernel, initramfs: initramfs, accel: accel, log: cfg.Logger, langs: map[string]*langState{}}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
 	if stale, err := vmm.CleanStale(cfg.RunDir); len(stale) > 0 || err != nil {
 		cfg.Logger.Info("removed VM folders of a dead worker", "folders", stale, "err", err)
 	}
@@ -222,6 +248,7 @@ func (r *Runner) TimeScale() float64 { return r.cfg.TimeScale }
 // prepared is a job checked and turned into what the agent receives.
 type prepared struct {
 	wire  protocol.Job
+	lang  languages.Language
 	image languages.Image
 	// deadline budget inside the guest: compile wall + run wall.
 	guestWall time.Duration
@@ -263,7 +290,7 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 		// are charged to the writer); the size only keeps it sane.
 		WorkDirSize: MaxMemory,
 	}
-	p := &prepared{image: img, guestWall: run.wire(r.cfg.TimeScale).WallTime}
+	p := &prepared{lang: lang, image: img, guestWall: run.wire(r.cfg.TimeScale).WallTime}
 	if len(job.Command) > 0 {
 		wire.Run = protocol.Step{Argv: job.Command, Limits: run.wire(r.cfg.TimeScale)}
 	} else {
@@ -290,12 +317,18 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 		return Result{}, err
 	}
 	log := r.log.With("job", job.ID, "lang", job.Language)
-	vm, err := r.boot(ctx, p.image, log)
+	vm, how, err := r.acquire(ctx, p.lang, p.image, log)
 	if err != nil {
 		return Result{}, err
 	}
-	defer vm.Close()
-	return r.exchange(ctx, vm, p, log)
+	defer r.release(p.lang.ID, vm, how)
+	// A pooled VM lives on the runner's context: tie it to the job's too.
+	stop := context.AfterFunc(ctx, func() { _ = vm.Close() })
+	defer stop()
+	log.Debug("vm ready", "start", how, "took", vm.BootTime)
+	res, err := r.exchange(ctx, vm, p, log)
+	res.Start = how
+	return res, err
 }
 
 func (r *Runner) boot(ctx context.Context, img languages.Image, log *slog.Logger) (*vmm.VM, error) {
@@ -346,6 +379,10 @@ func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slo
 			res.Stdout = append(res.Stdout, payload...)
 		case protocol.TypeStderr:
 			res.Stderr = append(res.Stderr, payload...)
+		case protocol.TypeHello:
+			// The answer to a pooled clone's Resume, sent just before the
+			// job (vmm.VM.ResumeAsync).
+			continue
 		case protocol.TypeError:
 			return Result{}, fmt.Errorf("agent: %s", payload)
 		case protocol.TypeResult:

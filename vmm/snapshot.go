@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -69,7 +68,7 @@ func SnapshotKey(c Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	parts := []string{snapshotFormat}
+	parts := []string{snapshotFormat, cfg.SnapshotSalt}
 	for _, p := range []string{cfg.QEMU, cfg.Kernel, cfg.Initramfs, cfg.Image} {
 		id, err := fileIdentity(p)
 		if err != nil {
@@ -300,7 +299,8 @@ func (vm *VM) Resume(timeout time.Duration) (time.Duration, error) {
 	if agent == nil {
 		return 0, ErrClosed
 	}
-	if err := protocol.NewWriter(agent).JSON(protocol.TypeResume, protocol.Resume{Time: time.Now(), Entropy: entropy}); err != nil {
+	msg, _ := protocol.Resume{Time: time.Now(), Entropy: entropy}.MarshalBinary()
+	if err := protocol.WriteFrame(agent, protocol.TypeResume, msg); err != nil {
 		return 0, fmt.Errorf("resume agent: %w", err)
 	}
 	_ = agent.SetReadDeadline(start.Add(timeout))
@@ -325,6 +325,39 @@ func (vm *VM) Resume(timeout time.Duration) (time.Duration, error) {
 	return 0, fmt.Errorf("agent answered %s to resume", typ)
 }
 
+// ResumeAsync runs a paused clone and sends it its Resume message without
+// waiting for either, so that a job written right after is dispatched at
+// once: the agent handles frames in order and answers the Resume with a
+// Hello before the job's own frames, which the reader must skip. If QEMU
+// refuses to continue, the VM is closed, so that the reader gets an error
+// instead of waiting on a guest that never runs.
+func (vm *VM) ResumeAsync() error {
+	entropy := make([]byte, 64)
+	if _, err := rand.Read(entropy); err != nil {
+		return err
+	}
+	vm.mu.Lock()
+	agent, paused := vm.agent, vm.paused
+	vm.paused = false
+	vm.mu.Unlock()
+	if agent == nil {
+		return ErrClosed
+	}
+	msg, _ := protocol.Resume{Time: time.Now(), Entropy: entropy}.MarshalBinary()
+	if err := protocol.WriteFrame(agent, protocol.TypeResume, msg); err != nil {
+		return fmt.Errorf("resume agent: %w", err)
+	}
+	if paused {
+		go func() {
+			if _, err := vm.QMP().Execute("cont", nil, migrationTimeout); err != nil {
+				vm.log.Warn("clone did not continue: closed", "err", err)
+				_ = vm.Close()
+			}
+		}()
+	}
+	return nil
+}
+
 // newMemfd makes an anonymous memory file of size bytes that can be sealed.
 func newMemfd(name string, size int64) (*os.File, error) {
 	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
@@ -341,10 +374,185 @@ func newMemfd(name string, size int64) (*os.File, error) {
 	return f, nil
 }
 
-// errNoSnapshot is returned by LoadSnapshot when none is stored for a key.
-var errNoSnapshot = errors.New("no snapshot stored")
+// ErrNoSnapshot is returned by LoadSnapshot when none is stored for the
+// config's key.
+var ErrNoSnapshot = errors.New("no snapshot stored")
 
-// IsNotStored says whether err means only that no snapshot was stored.
-func IsNotStored(err error) bool { return errors.Is(err, errNoSnapshot) }
+// snapshotMeta is stored next to a snapshot's RAM and state.
+type snapshotMeta struct {
+	Key       string `json:"key"`
+	RAMSize   int64  `json:"ram_size"`
+	StateSize int    `json:"state_size"`
+}
 
-var _ = strconv.Itoa
+func snapshotDir(cacheDir, key string) string {
+	return filepath.Join(cacheDir, "snapshots", key)
+}
+
+// Store writes the snapshot under cacheDir/snapshots/<key>: the RAM as a
+// sparse file (pages the guest never wrote, or wrote zeros to, take no
+// disk), the state, and a manifest written last, so a half-written snapshot
+// is never found.
+func (s *Snapshot) Store(cacheDir string) error {
+	dir := snapshotDir(cacheDir, s.Key)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".tmp-"+s.Key+"-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	size := int64(s.cfg.MemoryMiB) << 20
+	if err := copySparse(filepath.Join(tmp, "ram"), s.ram, size); err != nil {
+		return fmt.Errorf("store snapshot RAM: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "state"), s.state, 0o600); err != nil {
+		return err
+	}
+	meta, _ := json.Marshal(snapshotMeta{Key: s.Key, RAMSize: size, StateSize: len(s.state)})
+	if err := os.WriteFile(filepath.Join(tmp, "meta.json"), meta, 0o600); err != nil {
+		return err
+	}
+	_ = os.RemoveAll(dir) // an older, possibly corrupt copy
+	return os.Rename(tmp, dir)
+}
+
+// copySparse writes the first size bytes of src to a new file at path,
+// skipping holes and all-zero pages.
+func copySparse(path string, src *os.File, size int64) error {
+	dst, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	if err := dst.Truncate(size); err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	zero := make([]byte, 4096)
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(int(src.Fd()), off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) { // no data past off
+			break
+		}
+		if err != nil {
+			return err
+		}
+		hole, err := unix.Seek(int(src.Fd()), data, unix.SEEK_HOLE)
+		if err != nil {
+			return err
+		}
+		for p := data; p < hole; {
+			n, err := src.ReadAt(buf[:min(int64(len(buf)), hole-p)], p)
+			if n == 0 && err != nil {
+				return err
+			}
+			for i := 0; i < n; i += len(zero) {
+				page := buf[i:min(i+len(zero), n)]
+				if string(page) == string(zero[:len(page)]) {
+					continue
+				}
+				if _, err := dst.WriteAt(page, p+int64(i)); err != nil {
+					return err
+				}
+			}
+			p += int64(n)
+		}
+		off = hole
+	}
+	return dst.Sync()
+}
+
+// LoadSnapshot reads the stored snapshot of cfg, if there is one of its
+// current key, into a new sealed memfd. It returns ErrNoSnapshot when none
+// is stored, and another error for one that cannot be read (then the
+// caller should build a new one).
+func LoadSnapshot(cacheDir string, c Config) (*Snapshot, error) {
+	cfg, err := c.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	key, err := SnapshotKey(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dir := snapshotDir(cacheDir, key)
+	raw, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNoSnapshot
+	}
+	if err != nil {
+		return nil, err
+	}
+	var meta snapshotMeta
+	if err := json.Unmarshal(raw, &meta); err != nil || meta.Key != key || meta.RAMSize != int64(cfg.MemoryMiB)<<20 {
+		return nil, fmt.Errorf("snapshot %s: manifest does not match (%v)", dir, err)
+	}
+	state, err := os.ReadFile(filepath.Join(dir, "state"))
+	if err != nil {
+		return nil, err
+	}
+	if len(state) != meta.StateSize || len(state) == 0 {
+		return nil, fmt.Errorf("snapshot %s: state is %d bytes, manifest says %d", dir, len(state), meta.StateSize)
+	}
+	src, err := os.Open(filepath.Join(dir, "ram"))
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	if st, err := src.Stat(); err != nil || st.Size() != meta.RAMSize {
+		return nil, fmt.Errorf("snapshot %s: RAM file does not match the manifest", dir)
+	}
+	ram, err := newMemfd("microbox-ram", meta.RAMSize)
+	if err != nil {
+		return nil, err
+	}
+	if err := copyData(ram, src, meta.RAMSize); err != nil {
+		ram.Close()
+		return nil, fmt.Errorf("load snapshot RAM: %w", err)
+	}
+	if _, err := unix.FcntlInt(ram.Fd(), unix.F_ADD_SEALS, templateSeals); err != nil {
+		ram.Close()
+		return nil, fmt.Errorf("seal snapshot RAM: %w", err)
+	}
+	cfg.ram = ram
+	return &Snapshot{Key: key, cfg: cfg, ram: ram, state: state}, nil
+}
+
+// copyData copies the data extents of src into dst (a fresh memfd, so
+// holes stay holes and cost no memory).
+func copyData(dst, src *os.File, size int64) error {
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(int(src.Fd()), off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) { // only a hole is left
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		hole, err := unix.Seek(int(src.Fd()), data, unix.SEEK_HOLE)
+		if err != nil {
+			return err
+		}
+		for p := data; p < hole; {
+			n, err := src.ReadAt(buf[:min(int64(len(buf)), hole-p)], p)
+			if n == 0 && err != nil {
+				return err
+			}
+			if _, err := dst.WriteAt(buf[:n], p); err != nil {
+				return err
+			}
+			p += int64(n)
+		}
+		off = hole
+	}
+	return nil
+}
+
+// RemoveStored deletes the stored copy of a snapshot that failed to
+// restore, so that the next LoadSnapshot misses and a new one is built.
+func RemoveStored(cacheDir, key string) error {
+	return os.RemoveAll(snapshotDir(cacheDir, key))
+}

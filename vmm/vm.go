@@ -76,6 +76,10 @@ type Config struct {
 	// Logger receives lifecycle messages; nil discards them.
 	Logger *slog.Logger
 
+	// SnapshotSalt is hashed into SnapshotKey: what else went into a
+	// snapshot, such as the program that warmed it.
+	SnapshotSalt string
+
 	// Set by BuildSnapshot and Restore only.
 	ram       *os.File // backs guest RAM (a memfd); nil means anonymous memory
 	ramShared bool     // the guest writes through to ram (a snapshot's source)

@@ -60,6 +60,12 @@ type agent struct {
 	port   string
 	kernel string
 	jobs   int
+	// hello is the Hello frame's payload, encoded once: a restored clone
+	// answers its first message with it, and every code path a clone runs
+	// first costs translation time under TCG.
+	hello []byte
+	// urandom stays open for resume's ioctls, for the same reason.
+	urandom *os.File
 }
 
 type mountSpec struct {
@@ -121,7 +127,16 @@ func setup(log *slog.Logger) (*agent, error) {
 	}
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
-	return &agent{log: log, reaper: startReaper(), port: port, kernel: unix.ByteSliceToString(uts.Release[:])}, nil
+	kernel := unix.ByteSliceToString(uts.Release[:])
+	hello, err := json.Marshal(protocol.Hello{Version: protocol.Version, Kernel: kernel})
+	if err != nil {
+		return nil, err
+	}
+	urandom, err := os.OpenFile("/dev/urandom", os.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &agent{log: log, reaper: startReaper(), port: port, kernel: kernel, hello: hello, urandom: urandom}, nil
 }
 
 func mountAll(ms []mountSpec) error {
@@ -235,18 +250,18 @@ func (a *agent) serve() {
 		}
 		switch typ {
 		case protocol.TypePing:
-			if err := w.JSON(protocol.TypeHello, protocol.Hello{Version: protocol.Version, Kernel: a.kernel}); err != nil {
+			if err := w.Frame(protocol.TypeHello, a.hello); err != nil {
 				a.log.Error("write hello", "err", err)
 			}
 		case protocol.TypeJob:
 			a.handleJob(w, payload)
 		case protocol.TypeResume:
-			if err := resume(payload); err != nil {
+			if err := resume(a.urandom, payload); err != nil {
 				a.log.Error("resume", "err", err)
 				_ = w.Frame(protocol.TypeError, []byte("resume: "+err.Error()))
 				continue
 			}
-			if err := w.JSON(protocol.TypeHello, protocol.Hello{Version: protocol.Version, Kernel: a.kernel}); err != nil {
+			if err := w.Frame(protocol.TypeHello, a.hello); err != nil {
 				a.log.Error("write hello", "err", err)
 			}
 		default:

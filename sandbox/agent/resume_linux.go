@@ -2,7 +2,6 @@ package agent
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -25,19 +24,15 @@ const (
 // it at once, so getrandom, /dev/urandom and the ASLR of every process
 // started from now on differ between clones; then the clock is set to the
 // host's, since a snapshot's clock stood still while it was stored.
-func resume(payload []byte) error {
+func resume(urandom *os.File, payload []byte) error {
 	var r protocol.Resume
-	if err := json.Unmarshal(payload, &r); err != nil {
+	if err := r.UnmarshalBinary(payload); err != nil {
 		return fmt.Errorf("decode: %w", err)
 	}
 	if len(r.Entropy) < minResumeBytes {
 		return fmt.Errorf("%d bytes of entropy, need at least %d", len(r.Entropy), minResumeBytes)
 	}
-	f, err := os.OpenFile("/dev/urandom", os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
+	f := urandom
 	// struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
 	info := make([]byte, 8+len(r.Entropy))
 	binary.NativeEndian.PutUint32(info[0:], uint32(8*len(r.Entropy))) // bits credited

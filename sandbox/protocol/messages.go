@@ -1,6 +1,10 @@
 package protocol
 
-import "time"
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+)
 
 // Hello is the agent's announcement.
 type Hello struct {
@@ -12,12 +16,33 @@ type Hello struct {
 // snapshot starts with the same kernel random state and the same clock as
 // the snapshot had; without this, clones would share getrandom output,
 // address-space layouts and a stale time.
+//
+// It travels in binary (MarshalBinary), not JSON: it is the first thing a
+// fresh clone runs, and under TCG every code path the guest has not run yet
+// in this QEMU process is translated first; JSON decoding is a lot of code.
 type Resume struct {
 	// Time is the host's wall clock when it sent the message.
-	Time time.Time `json:"time"`
+	Time time.Time
 	// Entropy is fresh host randomness, credited to the guest's pool
 	// (RNDADDENTROPY) before the kernel's CRNG is reseeded from it.
-	Entropy []byte `json:"entropy"`
+	Entropy []byte
+}
+
+// MarshalBinary encodes r as the time in Unix nanoseconds (8 bytes, big
+// endian) followed by the entropy.
+func (r Resume) MarshalBinary() ([]byte, error) {
+	b := binary.BigEndian.AppendUint64(nil, uint64(r.Time.UnixNano()))
+	return append(b, r.Entropy...), nil
+}
+
+// UnmarshalBinary decodes what MarshalBinary encoded.
+func (r *Resume) UnmarshalBinary(b []byte) error {
+	if len(b) < 8 {
+		return errors.New("resume: message too short")
+	}
+	r.Time = time.Unix(0, int64(binary.BigEndian.Uint64(b)))
+	r.Entropy = append([]byte(nil), b[8:]...)
+	return nil
 }
 
 // Limits confine one step (compile or run) of a job inside the guest.
