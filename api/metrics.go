@@ -19,6 +19,7 @@ type Metrics struct {
 	endToEnd  prometheus.Histogram
 	run       prometheus.Histogram
 	vmStart   prometheus.Histogram
+	vmStarts  *prometheus.CounterVec
 	submitted prometheus.Counter
 }
 
@@ -40,13 +41,16 @@ func NewMetrics(q *queue.Queue) *Metrics {
 			Name: "microbox_job_run_seconds", Help: "Wall time of the program in its VM.", Buckets: latencyBuckets,
 		}),
 		vmStart: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "microbox_vm_start_seconds", Help: "From QEMU start to the guest agent ready.", Buckets: latencyBuckets,
+			Name: "microbox_vm_start_seconds", Help: "From asking for a VM to its agent ready: a pool take, a snapshot restore or a cold boot.", Buckets: latencyBuckets,
 		}),
+		vmStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "microbox_vm_starts_total", Help: "VMs started for jobs, by how: pool, restore or boot.",
+		}, []string{"start"}),
 		submitted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "microbox_submissions_total", Help: "Submissions accepted into the queue.",
 		}),
 	}
-	m.reg.MustRegister(m.jobs, m.endToEnd, m.run, m.vmStart, m.submitted,
+	m.reg.MustRegister(m.jobs, m.endToEnd, m.run, m.vmStart, m.vmStarts, m.submitted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if q != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -65,7 +69,7 @@ func NewMetrics(q *queue.Queue) *Metrics {
 }
 
 // observe records a finished job.
-func (m *Metrics) observe(o *outcome, boot time.Duration) {
+func (m *Metrics) observe(o *outcome, start string, boot time.Duration) {
 	if m == nil {
 		return
 	}
@@ -74,5 +78,6 @@ func (m *Metrics) observe(o *outcome, boot time.Duration) {
 	m.run.Observe(o.WallTime)
 	if boot > 0 {
 		m.vmStart.Observe(boot.Seconds())
+		m.vmStarts.WithLabelValues(start).Inc()
 	}
 }

@@ -41,7 +41,7 @@ func Handler(r Runner, callbacks CallbackPolicy, metrics *Metrics, log *slog.Log
 		}
 		var o outcome
 		if json.Unmarshal(out, &o) == nil {
-			metrics.observe(&o, res.BootTime)
+			metrics.observe(&o, string(res.Start), res.BootTime)
 		}
 		if sub.CallbackURL != "" {
 			go sendCallback(callbacks, &sub, out, log.With("job", id))

@@ -126,6 +126,10 @@ type Config struct {
 	// Cold boots every VM from the kernel: no snapshots, no pool. For
 	// comparison and debugging (microbox run --cold).
 	Cold bool
+	// NoSnapshotBuild loads stored snapshots but never builds one: for
+	// one-shot processes (microbox run), which would exit before a build
+	// in the background could pay off.
+	NoSnapshotBuild bool
 	// PoolSize is how many restored, warmed, paused VMs are kept ready per
 	// language, once the language has been used or prepared (Prepare); 0
 	// means no pool: each job restores the language's snapshot.

@@ -72,7 +72,7 @@ func (r *Runner) vmConfig(lang languages.Language, img languages.Image, log *slo
 	return vmm.Config{
 		QEMU: r.cfg.QEMU, Kernel: r.kernel, Initramfs: r.initramfs, Image: img.Path,
 		MemoryMiB: r.cfg.MemoryMiB, VCPUs: r.cfg.VCPUs, Accel: r.accel, RunDir: r.cfg.RunDir, Jail: r.jail, Logger: log,
-		SnapshotSalt: lang.Hello + "\x00" + strconv.FormatFloat(r.cfg.TimeScale, 'g', -1, 64),
+		SnapshotSalt: lang.Hello, // what warmed it
 	}
 }
 
@@ -218,7 +218,11 @@ func (r *Runner) startBuild(st *langState, lang languages.Language, img language
 		st.err = err
 		if err != nil {
 			st.failedAt = time.Now()
-			if r.ctx.Err() == nil {
+			switch {
+			case r.ctx.Err() != nil:
+			case r.cfg.NoSnapshotBuild && errors.Is(err, vmm.ErrNoSnapshot):
+				log.Info("no snapshot stored: cold boot", "err", err)
+			default:
 				log.Warn("no snapshot: jobs cold-boot until a build succeeds", "err", err, "retry_in", snapshotRetry)
 			}
 			return
@@ -232,11 +236,14 @@ func (r *Runner) loadOrBuild(lang languages.Language, img languages.Image, log *
 	start := time.Now()
 	snap, err := vmm.LoadSnapshot(r.cfg.CacheDir, cfg)
 	if err == nil {
-		log.Info("snapshot loaded", "key", snap.Key, "ram_mib", snap.RAMBytes()>>20, "took", time.Since(start))
+		log.Debug("snapshot loaded", "key", snap.Key, "ram_mib", snap.RAMBytes()>>20, "took", time.Since(start))
 		return snap, nil
 	}
 	if !errors.Is(err, vmm.ErrNoSnapshot) {
 		log.Warn("stored snapshot unreadable: building a new one", "err", err)
+	}
+	if r.cfg.NoSnapshotBuild {
+		return nil, fmt.Errorf("none stored (build it with microbox images build %s): %w", lang.ID, err)
 	}
 	log.Info("building snapshot (boot, warm-up run, save)")
 	snap, err = vmm.BuildSnapshot(r.ctx, cfg, func(vm *vmm.VM) error { return r.warm(r.ctx, vm, lang, log) })
@@ -405,12 +412,12 @@ func (p *pool) signal() {
 	}
 }
 
-// waitFull waits until the pool holds its full size (or the memory budget
-// stops it growing).
+// waitFull waits until the pool holds its full size, or the memory budget
+// stops it growing.
 func (p *pool) waitFull(ctx context.Context) error {
 	p.signal()
 	for {
-		if len(p.vms) >= cap(p.vms) {
+		if len(p.vms) >= cap(p.vms) || p.r.overBudget() {
 			return nil
 		}
 		select {
@@ -441,7 +448,7 @@ func (p *pool) run() {
 	failures := 0
 	for {
 		for len(p.vms) < cap(p.vms) && ctx.Err() == nil {
-			if need := p.r.poolNeed(); p.r.pooledMem.Load()+need > p.r.poolBudget() {
+			if p.r.overBudget() {
 				p.log.Info("pool stays below its size: memory budget reached", "pooled_mib", p.r.pooledMem.Load()>>20, "budget_mib", p.r.poolBudget()>>20)
 				break
 			}
@@ -506,6 +513,11 @@ func (p *pool) make(ctx context.Context) (pooled, error) {
 		return pooled{}, err
 	}
 	return pooled{vm: vm, mem: mem}, nil
+}
+
+// overBudget says whether one more pooled VM would pass the memory budget.
+func (r *Runner) overBudget() bool {
+	return r.pooledMem.Load()+r.poolNeed() > r.poolBudget()
 }
 
 func (r *Runner) poolBudget() int64 {
@@ -593,4 +605,19 @@ func ProcessMemory(pid int) (Memory, error) {
 		}
 	}
 	return m, sc.Err()
+}
+
+// Preload starts loading (or building) the snapshot of every language whose
+// image is built, in the background.
+func (r *Runner) Preload() {
+	if r.cfg.Cold {
+		return
+	}
+	for _, lang := range languages.All() {
+		img, err := languages.Find(r.cfg.CacheDir, lang)
+		if err != nil {
+			continue
+		}
+		r.snapshotNow(r.state(lang.ID), lang, img)
+	}
 }

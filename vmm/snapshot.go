@@ -350,8 +350,13 @@ func (vm *VM) ResumeAsync() error {
 	if paused {
 		go func() {
 			if _, err := vm.QMP().Execute("cont", nil, migrationTimeout); err != nil {
-				vm.log.Warn("clone did not continue: closed", "err", err)
-				_ = vm.Close()
+				vm.mu.Lock()
+				closed := vm.closed
+				vm.mu.Unlock()
+				if !closed {
+					vm.log.Warn("clone did not continue: closed", "err", err)
+					_ = vm.Close()
+				}
 			}
 		}()
 	}

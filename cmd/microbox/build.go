@@ -5,12 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"microbox/languages"
+	"microbox/sandbox"
 	"microbox/vmm"
 )
 
@@ -57,6 +60,7 @@ func cmdImages(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("images build", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	mirror := fs.String("mirror", "", "Debian mirror (default: the host's apt sources)")
+	noSnap := fs.Bool("no-snapshots", false, "build only the images, not the snapshots VMs are restored from")
 	verbose := fs.Bool("v", false, "verbose log")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
@@ -85,6 +89,38 @@ func cmdImages(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, img := range imgs {
 		fmt.Fprintf(stdout, "%-11s %-10s %4d MiB  %s\n", img.Language, img.Version, img.Size>>20, img.Path)
+	}
+	if *noSnap {
+		return nil
+	}
+	return buildSnapshots(ctx, dir, langs, stdout, newLogger(stderr, *verbose))
+}
+
+// buildSnapshots makes (or finds in the cache) each language's snapshot:
+// a boot and a warm-up run each, about 3 to 8 seconds under TCG.
+func buildSnapshots(ctx context.Context, dir string, langs []languages.Language, stdout io.Writer, log *slog.Logger) error {
+	if _, err := vmm.FindKernel(dir); err != nil {
+		fmt.Fprintf(stdout, "snapshots: skipped (%v)\n", err)
+		return nil
+	}
+	agent, err := agentPath()
+	if err != nil {
+		fmt.Fprintf(stdout, "snapshots: skipped (%v)\n", err)
+		return nil
+	}
+	r, err := sandbox.New(sandbox.Config{CacheDir: dir, Agent: agent, QEMU: os.Getenv("MICROBOX_QEMU"), Logger: log})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for _, l := range langs {
+		start := time.Now()
+		fmt.Fprintf(stdout, "[%s] snapshot: boot, warm-up run, save (or load from the cache)\n", l.ID)
+		snap, err := r.Snapshot(ctx, l.ID)
+		if err != nil {
+			return fmt.Errorf("snapshot of %s: %w", l.ID, err)
+		}
+		fmt.Fprintf(stdout, "[%s] snapshot %s ready in %.1fs: %d MiB of guest RAM\n", l.ID, snap.Key, time.Since(start).Seconds(), snap.RAMBytes()>>20)
 	}
 	return nil
 }

@@ -33,6 +33,8 @@ type serveFlags struct {
 	resultTTL, shutdown     time.Duration
 	claimIdle               time.Duration
 	noJail, verbose         bool
+	cold                    bool
+	pool, poolMemory        int
 }
 
 // role says which parts of the service a process runs: `serve` runs both,
@@ -61,6 +63,9 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&f.shutdown, "shutdown-grace", 30*time.Second, "on SIGTERM, how long running jobs may finish")
 	fs.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fs.BoolVar(&f.noJail, "no-jail", false, "run QEMU without the jailer (debugging only)")
+	fs.IntVar(&f.pool, "pool", runtime.NumCPU(), "restored, warmed, paused VMs kept ready per language once it is used; 0: restore each job's VM from the snapshot")
+	fs.IntVar(&f.poolMemory, "pool-memory", sandbox.DefaultPoolMemoryMiB, "MiB of host memory all pooled VMs together may hold")
+	fs.BoolVar(&f.cold, "cold", false, "boot every VM from the kernel: no snapshots, no pool (for comparison)")
 	fs.BoolVar(&f.verbose, "v", false, "debug logs")
 	fs.BoolVar(&f.callbackPrivate, "callback-allow-private", false, "let callback_url reach loopback and private networks (refused by default: SSRF)")
 	fs.StringVar(&f.authToken, "auth-token", os.Getenv("MICROBOX_AUTH_TOKEN"), "require this X-Auth-Token on every request ($MICROBOX_AUTH_TOKEN); empty: no auth")
@@ -96,10 +101,21 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return usageError{err.Error()}
 		}
-		runner, err = sandbox.New(sandbox.Config{CacheDir: dir, Agent: agent, Accel: accel, NoJail: f.noJail, Logger: log})
+		switch {
+		case f.pool < 0:
+			return usageError{"--pool must be 0 or more"}
+		case f.poolMemory <= 0:
+			return usageError{"--pool-memory must be above 0 MiB"}
+		}
+		runner, err = sandbox.New(sandbox.Config{CacheDir: dir, Agent: agent, Accel: accel, NoJail: f.noJail, Logger: log,
+			Cold: f.cold, PoolSize: f.pool, PoolMemoryMiB: f.poolMemory})
 		if err != nil {
 			return usageError{err.Error()}
 		}
+		defer runner.Close()
+		// Load every built language's snapshot now (or build it, once, in
+		// the background), so that even a language's first job restores.
+		runner.Preload()
 	}
 	ctx, stop := interruptible()
 	defer stop()
