@@ -37,12 +37,10 @@ var tcgSyscalls = []string{
 	"execve",     // the jail's init execs QEMU with the filter already on
 	"exit",       // a thread ends (idle block thread-pool workers time out)
 	"exit_group", // QEMU's own exit: QMP quit, guest panic/reboot (-no-reboot), start-up error
+	"fadvise64",  // restore: the incoming migration stream's fd (posix_fadvise)
 	"fchdir",     // libndctl/libpmem constructor walking /sys/bus/nd
-	"fstatfs", // TEMP
-	"fadvise64", // TEMP
-	"readv", // TEMP
-	"getsockopt", // TEMP
 	"fcntl",      // O_NONBLOCK, FD_CLOEXEC; F_OFD_SETLK/GETLK image locking
+	"fstatfs",    // snapshot RAM backend: the memfd's page size (qemu_fd_getpagesize)
 	"futex",
 	"get_mempolicy", // libnuma constructor
 	"getdents64",    // libnuma and libndctl constructors list /sys folders
@@ -50,6 +48,7 @@ var tcgSyscalls = []string{
 	"getpid",        // not traced: glibc's pthread_kill (getpid, tgkill) kicks a vCPU thread
 	"getrandom",     // glib, gnutls, QEMU's guest-random seed
 	"getsockname",   // chardev socket set-up
+	"getsockopt",    // fd: migration URI: is the passed fd a socket (SO_TYPE)
 	"gettid",
 	"listen",
 	"lseek",
@@ -69,6 +68,7 @@ var tcgSyscalls = []string{
 	"prlimit64", // glibc getrlimit (RLIMIT_STACK, RLIMIT_NOFILE)
 	"read",
 	"readlink", // /proc/self/exe: QEMU finds its data and module folders
+	"readv",    // restore: reads the migration stream
 	"recvmsg",  // chardev sockets (QMP, agent), which accept passed fds
 	"rseq",     // glibc registers restartable sequences per thread
 	"rt_sigaction",

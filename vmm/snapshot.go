@@ -142,8 +142,8 @@ func buildSnapshot(ctx context.Context, cfg Config, warm func(*VM) error) (*Snap
 	if err := vm.Close(); err != nil {
 		return nil, err
 	}
-	if _, err := unix.FcntlInt(cfg.ram.Fd(), unix.F_ADD_SEALS, templateSeals); err != nil {
-		return nil, fmt.Errorf("seal snapshot RAM: %w", err)
+	if err := seal(cfg.ram); err != nil {
+		return nil, err
 	}
 	cfg.ramShared = false
 	return &Snapshot{cfg: cfg, ram: cfg.ram, state: state, SaveTime: took}, nil
@@ -361,6 +361,25 @@ func (vm *VM) ResumeAsync() error {
 		}()
 	}
 	return nil
+}
+
+// seal makes a template's memfd immutable. F_SEAL_WRITE fails with EBUSY
+// while a shared writable mapping exists: QEMU's, until the process is
+// really gone. Close waits for the process it started, which is QEMU
+// itself, except under a wrapper (jailer/trace/trace-qemu), where QEMU may
+// outlive it by a moment.
+func seal(f *os.File) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, templateSeals)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return fmt.Errorf("seal snapshot RAM: %w", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // newMemfd makes an anonymous memory file of size bytes that can be sealed.

@@ -61,6 +61,7 @@ func cmdImages(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	mirror := fs.String("mirror", "", "Debian mirror (default: the host's apt sources)")
 	noSnap := fs.Bool("no-snapshots", false, "build only the images, not the snapshots VMs are restored from")
+	noJail := fs.Bool("no-jail", false, "build the snapshots with QEMU outside the jailer (debugging and jailer/trace/trace-qemu only)")
 	verbose := fs.Bool("v", false, "verbose log")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
@@ -93,12 +94,12 @@ func cmdImages(args []string, stdout, stderr io.Writer) error {
 	if *noSnap {
 		return nil
 	}
-	return buildSnapshots(ctx, dir, langs, stdout, newLogger(stderr, *verbose))
+	return buildSnapshots(ctx, dir, langs, *noJail, stdout, newLogger(stderr, *verbose))
 }
 
 // buildSnapshots makes (or finds in the cache) each language's snapshot:
 // a boot and a warm-up run each, about 3 to 8 seconds under TCG.
-func buildSnapshots(ctx context.Context, dir string, langs []languages.Language, stdout io.Writer, log *slog.Logger) error {
+func buildSnapshots(ctx context.Context, dir string, langs []languages.Language, noJail bool, stdout io.Writer, log *slog.Logger) error {
 	if _, err := vmm.FindKernel(dir); err != nil {
 		fmt.Fprintf(stdout, "snapshots: skipped (%v)\n", err)
 		return nil
@@ -108,7 +109,7 @@ func buildSnapshots(ctx context.Context, dir string, langs []languages.Language,
 		fmt.Fprintf(stdout, "snapshots: skipped (%v)\n", err)
 		return nil
 	}
-	r, err := sandbox.New(sandbox.Config{CacheDir: dir, Agent: agent, QEMU: os.Getenv("MICROBOX_QEMU"), Logger: log})
+	r, err := sandbox.New(sandbox.Config{CacheDir: dir, Agent: agent, QEMU: os.Getenv("MICROBOX_QEMU"), NoJail: noJail, Logger: log})
 	if err != nil {
 		return err
 	}
