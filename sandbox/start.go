@@ -621,3 +621,42 @@ func (r *Runner) Preload() {
 		r.snapshotNow(r.state(lang.ID), lang, img)
 	}
 }
+
+// RunOn runs job in vm, a VM the caller started and still owns (it is not
+// closed). For benchmarks and tools: run in an already-running warm VM, a
+// job costs only the program itself, the floor every start path is
+// measured against.
+func (r *Runner) RunOn(ctx context.Context, vm *vmm.VM, job Job) (Result, error) {
+	p, err := r.prepare(job)
+	if err != nil {
+		return Result{}, err
+	}
+	return r.exchange(ctx, vm, p, r.log.With("job", job.ID, "lang", job.Language))
+}
+
+// Restore starts a clone of the language's snapshot (loading or building it
+// first) and resumes it; the caller owns the VM. For benchmarks and tools.
+func (r *Runner) Restore(ctx context.Context, langID string) (*vmm.VM, error) {
+	snap, err := r.Snapshot(ctx, langID)
+	if err != nil {
+		return nil, err
+	}
+	return r.restore(ctx, snap, r.log.With("lang", langID))
+}
+
+// Boot cold-boots a VM for the language; the caller owns it. For
+// benchmarks and tools.
+func (r *Runner) Boot(ctx context.Context, langID string) (*vmm.VM, error) {
+	lang, err := languages.Lookup(langID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadJob, err)
+	}
+	img, err := languages.Find(r.cfg.CacheDir, lang)
+	if err != nil {
+		return nil, err
+	}
+	return r.boot(ctx, img, r.log.With("lang", langID))
+}
+
+// Kernel is the guest kernel the runner's VMs boot.
+func (r *Runner) Kernel() string { return r.kernel }
