@@ -21,7 +21,7 @@ const PortName = "microbox.agent"
 type Type uint8
 
 // Frame types. Host→agent: Ping, Job. Agent→host: Hello, Stdout, Stderr,
-// Result, Error.
+// Test, Result, Error. Types 8 and 9 are reserved.
 const (
 	TypePing   Type = 1 // host asks the agent to announce itself; empty payload
 	TypeHello  Type = 2 // agent's answer to Ping: Hello as JSON
@@ -30,6 +30,10 @@ const (
 	TypeStderr Type = 5 // a chunk of the program's stderr, raw bytes
 	TypeResult Type = 6 // the job's Result as JSON; ends the job
 	TypeError  Type = 7 // the agent could not run the job: a message; ends the job
+	// TypeTest starts a test of a multi-test job (Job.Tests): a TestStart as
+	// JSON. The Stdout and Stderr frames that follow, up to the next Test
+	// or the Result, are that test's output. Single-run jobs never send it.
+	TypeTest Type = 10
 )
 
 func (t Type) String() string {
@@ -48,8 +52,15 @@ func (t Type) String() string {
 		return "result"
 	case TypeError:
 		return "error"
+	case TypeTest:
+		return "test"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// known says whether this version of the protocol has frames of type t.
+func (t Type) known() bool {
+	return (t >= TypePing && t <= TypeError) || t == TypeTest
 }
 
 // MaxPayload bounds one frame so a corrupt length cannot make the reader
@@ -86,7 +97,7 @@ func ReadFrame(r io.Reader) (Type, []byte, error) {
 		return 0, nil, err
 	}
 	t := Type(hdr[0])
-	if t < TypePing || t > TypeError {
+	if !t.known() {
 		return 0, nil, fmt.Errorf("%w: %d", ErrUnknownType, hdr[0])
 	}
 	n := binary.BigEndian.Uint32(hdr[1:])
