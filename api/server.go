@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,8 +35,11 @@ type Config struct {
 	// Accel and TimeScale are reported by /about and /config_info.
 	Accel     string
 	TimeScale float64
-	// MaxSource bounds source_code in bytes; 0 means 1 MiB.
+	// MaxSource bounds source_code and additional_files together, in
+	// bytes; 0 means 1 MiB.
 	MaxSource int
+	// MaxNumberOfRuns bounds number_of_runs; 0 means DefaultMaxNumberOfRuns.
+	MaxNumberOfRuns int
 	// WaitTimeout bounds a wait=true request; 0 means 60 s.
 	WaitTimeout time.Duration
 	// SubmissionTTL keeps a queued submission visible to GET; 0 means a day.
@@ -51,6 +55,11 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Defaults of Config.
+const (
+	DefaultMaxNumberOfRuns = 20 // Judge0's MAX_NUMBER_OF_RUNS
+)
+
 // Server is the HTTP API.
 type Server struct {
 	cfg Config
@@ -61,6 +70,9 @@ type Server struct {
 func New(cfg Config) *Server {
 	if cfg.MaxSource == 0 {
 		cfg.MaxSource = sandbox.DefaultMaxSource
+	}
+	if cfg.MaxNumberOfRuns == 0 {
+		cfg.MaxNumberOfRuns = DefaultMaxNumberOfRuns
 	}
 	if cfg.WaitTimeout == 0 {
 		cfg.WaitTimeout = 60 * time.Second
@@ -200,7 +212,7 @@ func (s *Server) create(c echo.Context) error {
 
 // validate checks a request, its callback URL included.
 func (s *Server) validate(ctx context.Context, r *request, b64 bool, built map[string]bool) (*submission, fieldErrors) {
-	sub, fe := validate(r, b64, s.cfg.MaxSource, built)
+	sub, fe := validate(r, b64, s.policy(), built)
 	if fe == nil {
 		sub.Base64 = b64
 	}
@@ -210,6 +222,10 @@ func (s *Server) validate(ctx context.Context, r *request, b64 bool, built map[s
 		}
 	}
 	return sub, fe
+}
+
+func (s *Server) policy() policy {
+	return policy{maxSource: s.cfg.MaxSource, maxRuns: s.cfg.MaxNumberOfRuns}
 }
 
 // enqueue stores a validated submission and queues it; the error is the
@@ -391,7 +407,12 @@ func (s *Server) languageList() []languageInfo {
 		name := fmt.Sprintf(judge0Names[l.ID], img.Version)
 		out = append(out, languageInfo{ID: id, Name: name, SourceFile: l.SourceFile,
 			CompileCmd: strings.Join(l.Compile, " "), RunCmd: strings.Join(l.Run, " ")})
+		if l.ID == multiFileImage {
+			out = append(out, languageInfo{ID: multiFileID, Name: multiFileDisplay,
+				CompileCmd: "bash compile.sh (or compile), when the zip has one", RunCmd: "bash run.sh (or run)"})
+		}
 	}
+	slices.SortFunc(out, func(a, b languageInfo) int { return a.ID - b.ID })
 	return out
 }
 
@@ -433,6 +454,12 @@ func (s *Server) about(c echo.Context) error {
 
 func (s *Server) configInfo(c echo.Context) error {
 	d, m := DefaultLimits, MaxLimits
+	var compiled []string
+	for _, l := range s.languageList() {
+		if lang, err := languages.Lookup(judge0IDs[l.ID]); err == nil && len(lang.Compile) > 0 {
+			compiled = append(compiled, l.Name)
+		}
+	}
 	return c.JSON(http.StatusOK, map[string]any{
 		"enable_network": false, "allow_enable_network": false,
 		"cpu_time_limit": d.CPUTime, "max_cpu_time_limit": m.CPUTime,
@@ -442,9 +469,11 @@ func (s *Server) configInfo(c echo.Context) error {
 		"stack_limit": d.Stack, "max_stack_limit": m.Stack,
 		"max_processes_and_or_threads": d.Processes, "max_max_processes_and_or_threads": m.Processes,
 		"max_file_size": d.FileSize, "max_max_file_size": m.FileSize,
-		"number_of_runs": 1, "max_number_of_runs": 1,
-		"redirect_stderr_to_stdout": false, "enable_additional_files": true,
-		"max_additional_files_entries": maxZipEntries, "max_additional_files_unpacked_bytes": maxZipUnpacked,
+		"number_of_runs": 1, "max_number_of_runs": s.cfg.MaxNumberOfRuns,
+		"enable_compiler_options": true, "max_compiler_options_length": maxCompilerOptions,
+		"allowed_languages_for_compile_options": compiled, "redirect_stderr_to_stdout": false,
+		"enable_additional_files": true, "max_additional_files_entries": maxZipEntries,
+		"max_additional_files_unpacked_bytes": min(maxZipUnpacked, s.cfg.MaxSource), "max_source_bytes": s.cfg.MaxSource,
 		"callbacks_max_tries": 0, "accel": s.cfg.Accel, "time_scale": s.cfg.TimeScale,
 	})
 }

@@ -29,6 +29,7 @@ type serveFlags struct {
 	authToken               string
 	callbackPrivate         bool
 	workers                 int
+	maxRuns                 int
 	queueMax                int64
 	resultTTL, shutdown     time.Duration
 	claimIdle               time.Duration
@@ -59,6 +60,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&f.resultTTL, "result-ttl", queue.DefaultConfig().ResultTTL, "how long results are kept")
 	fs.DurationVar(&f.claimIdle, "claim-idle", queue.DefaultConfig().ClaimIdle, "a job whose worker sent no heartbeat for this long is reclaimed by another")
 	fs.DurationVar(&f.shutdown, "shutdown-grace", 30*time.Second, "on SIGTERM, how long running jobs may finish")
+	fs.IntVar(&f.maxRuns, "max-number-of-runs", api.DefaultMaxNumberOfRuns, "largest number_of_runs a submission may ask for")
 	fs.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fs.BoolVar(&f.noJail, "no-jail", false, "run QEMU without the jailer (debugging only)")
 	fs.BoolVar(&f.verbose, "v", false, "debug logs")
@@ -69,6 +71,9 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 			return nil
 		}
 		return usageError{err.Error()}
+	}
+	if f.maxRuns < 1 {
+		return usageError{"--max-number-of-runs must be at least 1"}
 	}
 	level := slog.LevelInfo
 	if f.verbose {
@@ -146,6 +151,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 		}
 		srv = &http.Server{Addr: f.listen, Handler: api.New(api.Config{
 			Queue: q, Redis: rdb, CacheDir: dir, Accel: string(a), TimeScale: scale, AuthToken: f.authToken, Callbacks: api.CallbackPolicy{AllowPrivate: f.callbackPrivate}, Metrics: metrics, Logger: log,
+			MaxNumberOfRuns: f.maxRuns,
 		}).Handler(), ReadHeaderTimeout: 10 * time.Second}
 		ln, err := net.Listen("tcp", f.listen)
 		if err != nil {
