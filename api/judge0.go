@@ -103,6 +103,7 @@ func decodeText(fe fieldErrors, field string, s *string, b64 bool) []byte {
 type policy struct {
 	maxSource int // bytes of source and files together
 	maxRuns   int // number_of_runs
+	maxTests  int // tests of a native run
 }
 
 // validate turns a request into a submission, or the field errors Judge0

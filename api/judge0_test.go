@@ -77,7 +77,7 @@ func TestValidate(t *testing.T) {
 			if err := json.Unmarshal([]byte(tt.body), &r); err != nil {
 				t.Fatal(err)
 			}
-			sub, fe := validate(&r, tt.b64, policy{maxSource: 1 << 20, maxRuns: 3}, built)
+			sub, fe := validate(&r, tt.b64, policy{maxSource: 1 << 20, maxRuns: 3, maxTests: 10}, built)
 			if tt.field == "" {
 				if fe != nil || sub == nil {
 					t.Fatalf("valid request refused: %v", fe)
@@ -139,7 +139,7 @@ func TestValidateJudge0Extras(t *testing.T) {
 			if err := json.Unmarshal([]byte(tt.body), &r); err != nil {
 				t.Fatal(err)
 			}
-			sub, fe := validate(&r, false, policy{maxSource: 1 << 20, maxRuns: 3}, built)
+			sub, fe := validate(&r, false, policy{maxSource: 1 << 20, maxRuns: 3, maxTests: 10}, built)
 			if tt.field == "" {
 				if fe != nil || sub == nil {
 					t.Fatalf("valid request refused: %v", fe)

@@ -27,8 +27,12 @@ const multiFileID = 89
 // coreutils, with GCC's gcc and g++ for a compile script.
 const multiFileImage = "cpp"
 
-// multiFileDisplay is Judge0's name of multi-file programs.
-const multiFileDisplay = "Multi-file program"
+// multiFileName names multi-file programs in the native API, and in
+// /languages (Judge0's name).
+const (
+	multiFileName    = "multi-file"
+	multiFileDisplay = "Multi-file program"
+)
 
 func judge0ID(lang string) int {
 	for id, l := range judge0IDs {
@@ -46,6 +50,14 @@ type language struct {
 	// commands, unless multiFile.
 	image     languages.Language
 	multiFile bool
+}
+
+// name is the language as the native API names it.
+func (l language) name() string {
+	if l.multiFile {
+		return multiFileName
+	}
+	return l.image.ID
 }
 
 func (l language) compiled() bool { return !l.multiFile && len(l.image.Compile) > 0 }
@@ -68,6 +80,23 @@ func byJudge0ID(id int, built map[string]bool) (language, string) {
 		return language{}, err.Error()
 	}
 	return language{judge0ID: id, image: l, multiFile: id == multiFileID}, ""
+}
+
+// byName resolves a native API language: a catalog id, "multi-file", or a
+// Judge0 id in a string.
+func byName(name string, built map[string]bool) (language, string) {
+	if name == multiFileName {
+		return byJudge0ID(multiFileID, built)
+	}
+	if id := judge0ID(name); id != 0 {
+		return byJudge0ID(id, built)
+	}
+	var id int
+	if _, err := fmt.Sscanf(name, "%d", &id); err == nil && fmt.Sprint(id) == name {
+		return byJudge0ID(id, built)
+	}
+	return language{}, fmt.Sprintf("unknown language %q: give one of %s, %s, or a Judge0 language_id", name,
+		strings.Join(languages.IDs(), ", "), multiFileName)
 }
 
 // multiFileScripts finds a multi-file program's scripts in its files as

@@ -39,8 +39,12 @@ type limitNames struct {
 	cpu, extra, wall, memory, stack, processes, fileSize string
 }
 
-var judge0LimitNames = limitNames{"cpu_time_limit", "cpu_extra_time", "wall_time_limit", "memory_limit",
-	"stack_limit", "max_processes_and_or_threads", "max_file_size"}
+var (
+	judge0LimitNames = limitNames{"cpu_time_limit", "cpu_extra_time", "wall_time_limit", "memory_limit",
+		"stack_limit", "max_processes_and_or_threads", "max_file_size"}
+	runLimitNames = limitNames{"limits.cpu_time", "limits.cpu_extra_time", "limits.wall_time", "limits.memory",
+		"limits.stack", "limits.processes", "limits.file_size"}
+)
 
 // parse checks each limit, between 0 (exclusive, but for the extra time)
 // and its maximum, and returns them for the sandbox with the CPU limit in

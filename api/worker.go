@@ -24,6 +24,9 @@ type Runner interface {
 // in the background, by the rules of callbacks.
 func Handler(r Runner, callbacks CallbackPolicy, metrics *Metrics, log *slog.Logger) queue.Handler {
 	return func(ctx context.Context, id string, payload []byte) []byte {
+		if kindOf(payload) == kindRun {
+			return handleRun(ctx, r, id, payload, metrics, log)
+		}
 		var sub submission
 		if err := json.Unmarshal(payload, &sub); err != nil {
 			return internalError(&submission{Token: id}, "undecodable submission: "+err.Error())
@@ -83,9 +86,13 @@ func sendCallback(p CallbackPolicy, sub *submission, result []byte, log *slog.Lo
 	}
 }
 
-// Exhausted ends a submission whose workers kept dying while running it.
+// Exhausted ends a submission or run whose workers kept dying while
+// running it.
 func Exhausted(id string, payload []byte, deliveries int64) []byte {
 	msg := "the job was started " + strconv.FormatInt(deliveries, 10) + " times and its worker died each time; it was not run again"
+	if kindOf(payload) == kindRun {
+		return runInternalError(id, payload, msg)
+	}
 	var sub submission
 	if err := json.Unmarshal(payload, &sub); err != nil {
 		sub.Token = id

@@ -29,7 +29,7 @@ type serveFlags struct {
 	authToken               string
 	callbackPrivate         bool
 	workers                 int
-	maxRuns                 int
+	maxRuns, maxTests       int
 	queueMax                int64
 	resultTTL, shutdown     time.Duration
 	claimIdle               time.Duration
@@ -61,6 +61,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&f.claimIdle, "claim-idle", queue.DefaultConfig().ClaimIdle, "a job whose worker sent no heartbeat for this long is reclaimed by another")
 	fs.DurationVar(&f.shutdown, "shutdown-grace", 30*time.Second, "on SIGTERM, how long running jobs may finish")
 	fs.IntVar(&f.maxRuns, "max-number-of-runs", api.DefaultMaxNumberOfRuns, "largest number_of_runs a submission may ask for")
+	fs.IntVar(&f.maxTests, "max-tests", api.DefaultMaxTests, fmt.Sprintf("most tests in one run (/v1/runs), at most %d", sandbox.MaxTests))
 	fs.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fs.BoolVar(&f.noJail, "no-jail", false, "run QEMU without the jailer (debugging only)")
 	fs.BoolVar(&f.verbose, "v", false, "debug logs")
@@ -72,8 +73,8 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 		}
 		return usageError{err.Error()}
 	}
-	if f.maxRuns < 1 {
-		return usageError{"--max-number-of-runs must be at least 1"}
+	if f.maxRuns < 1 || f.maxTests < 1 || f.maxTests > sandbox.MaxTests {
+		return usageError{fmt.Sprintf("--max-number-of-runs must be at least 1, --max-tests between 1 and %d", sandbox.MaxTests)}
 	}
 	level := slog.LevelInfo
 	if f.verbose {
@@ -151,7 +152,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 		}
 		srv = &http.Server{Addr: f.listen, Handler: api.New(api.Config{
 			Queue: q, Redis: rdb, CacheDir: dir, Accel: string(a), TimeScale: scale, AuthToken: f.authToken, Callbacks: api.CallbackPolicy{AllowPrivate: f.callbackPrivate}, Metrics: metrics, Logger: log,
-			MaxNumberOfRuns: f.maxRuns,
+			MaxNumberOfRuns: f.maxRuns, MaxTests: f.maxTests,
 		}).Handler(), ReadHeaderTimeout: 10 * time.Second}
 		ln, err := net.Listen("tcp", f.listen)
 		if err != nil {
