@@ -24,6 +24,8 @@ demo: deps build kernel images ## run examples/hello.py once in a fresh microVM
 
 test: deps build kernel images ## run every test, with real QEMU, kernel and images
 	$(GO) test $(GOTESTFLAGS) -timeout 80m ./...
+	@# The pool's hand-out under concurrent takers, with the race detector.
+	$(GO) test $(GOTESTFLAGS) -race -run 'TestPool' -timeout 20m ./sandbox/
 
 lint: ## gofmt, go vet and staticcheck
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

@@ -11,40 +11,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"microbox/languages"
 	"microbox/sandbox"
-)
-
-// Judge0's language ids for the languages microbox has.
-var judge0IDs = map[int]string{46: "bash", 50: "c", 54: "cpp", 63: "javascript", 71: "python3", 72: "ruby"}
-
-// judge0Names are Judge0's display names; the version comes from the image.
-var judge0Names = map[string]string{
-	"bash": "Bash (%s)", "c": "C (GCC %s)", "cpp": "C++ (GCC %s)", "javascript": "JavaScript (Node.js %s)",
-	"python3": "Python (%s)", "ruby": "Ruby (%s)",
-}
-
-func judge0ID(lang string) int {
-	for id, l := range judge0IDs {
-		if l == lang {
-			return id
-		}
-	}
-	return 0
-}
-
-// Limits are the defaults and maxima of the submission limits, in Judge0's
-// units (seconds, kilobytes).
-type Limits struct {
-	CPUTime, CPUExtraTime, WallTime float64 // seconds
-	Memory, Stack, FileSize         int64   // KB
-	Processes                       int
-}
-
-// DefaultLimits and MaxLimits are Judge0 CE's.
-var (
-	DefaultLimits = Limits{CPUTime: 5, CPUExtraTime: 1, WallTime: 10, Memory: 128000, Stack: 64000, FileSize: 1024, Processes: 60}
-	MaxLimits     = Limits{CPUTime: 15, CPUExtraTime: 5, WallTime: 20, Memory: 512000, Stack: 128000, FileSize: 4096, Processes: 120}
+	"microbox/sandbox/protocol"
 )
 
 // fieldErrors is Judge0's 422 body: field → messages.
@@ -66,6 +34,13 @@ type submission struct {
 	RedirectStderr bool        `json:"redirect_stderr"`
 	CallbackURL    string      `json:"callback_url,omitempty"`
 	Base64         bool        `json:"base64,omitempty"` // the callback's encoding, as the request's
+	// CompilerOptions are as sent; Job.CompilerOptions has them split.
+	CompilerOptions string `json:"compiler_options,omitempty"`
+	// NumberOfRuns runs the program that many times (0 means 1).
+	NumberOfRuns int `json:"number_of_runs,omitempty"`
+	// Source is a multi-file program's source_code: shown back, never
+	// written (Judge0 runs the zip's scripts alone).
+	Source []byte `json:"source,omitempty"`
 }
 
 // request is Judge0's submission body. Numbers may come as JSON numbers or
@@ -124,35 +99,46 @@ func decodeText(fe fieldErrors, field string, s *string, b64 bool) []byte {
 	return b
 }
 
+// policy is what a server accepts of a request.
+type policy struct {
+	maxSource int // bytes of source and files together
+	maxRuns   int // number_of_runs
+	maxTests  int // tests of a native run
+}
+
 // validate turns a request into a submission, or the field errors Judge0
-// would answer with 422. maxSource bounds the source in bytes.
-func validate(r *request, b64 bool, maxSource int, built map[string]bool) (*submission, fieldErrors) {
+// would answer with 422.
+func validate(r *request, b64 bool, pol policy, built map[string]bool) (*submission, fieldErrors) {
 	fe := fieldErrors{}
 	s := &submission{}
 	// Language.
+	var lang language
 	id, ok, err := number(r.LanguageID)
 	switch {
 	case err != nil:
 		fe.add("language_id", "is not a number")
 	case !ok:
 		fe.add("language_id", "can't be blank")
+	case id != math.Trunc(id) || math.Abs(id) > 1e9:
+		fe.add("language_id", "language with id %v doesn't exist", id)
 	default:
-		lang, known := judge0IDs[int(id)]
-		if !known || id != math.Trunc(id) {
-			fe.add("language_id", "language with id %v doesn't exist", id)
-		} else if !built[lang] {
-			fe.add("language_id", "language with id %v is not available on this server (its image is not built)", id)
+		var msg string
+		if lang, msg = byJudge0ID(int(id), built); msg != "" {
+			fe.add("language_id", "%s", msg)
 		} else {
-			s.LanguageID, s.Job.Language = int(id), lang
+			s.LanguageID, s.Job.Language = int(id), lang.image.ID
 		}
 	}
-	// Source.
-	if r.SourceCode == nil || *r.SourceCode == "" {
+	// Source: a multi-file program's is in its zip.
+	switch {
+	case lang.multiFile:
+		s.Source = decodeText(fe, "source_code", r.SourceCode, b64)
+	case r.SourceCode == nil || *r.SourceCode == "":
 		fe.add("source_code", "can't be blank")
-	} else {
+	default:
 		s.Job.Source = decodeText(fe, "source_code", r.SourceCode, b64)
-		if len(s.Job.Source) > maxSource {
-			fe.add("source_code", "is too long (maximum is %d bytes)", maxSource)
+		if len(s.Job.Source) > pol.maxSource {
+			fe.add("source_code", "is too long (maximum is %d bytes)", pol.maxSource)
 		}
 	}
 	s.Job.Stdin = decodeText(fe, "stdin", r.Stdin, b64)
@@ -171,15 +157,36 @@ func validate(r *request, b64 bool, maxSource int, built map[string]bool) (*subm
 		s.Job.Args = args
 	}
 	if r.CompilerOptions != nil && strings.TrimSpace(*r.CompilerOptions) != "" {
-		fe.add("compiler_options", "are not supported by this server yet")
+		opts, err := splitArgs(*r.CompilerOptions)
+		switch {
+		case len(*r.CompilerOptions) > maxCompilerOptions:
+			fe.add("compiler_options", "are too long (maximum is %d characters)", maxCompilerOptions)
+		case err != nil:
+			fe.add("compiler_options", "%v", err)
+		default:
+			if msg := checkCompilerOptions(opts, lang); msg != "" {
+				fe.add("compiler_options", "%s", msg)
+			}
+		}
+		s.CompilerOptions, s.Job.CompilerOptions = *r.CompilerOptions, opts
 	}
 	if r.EnableNetwork != nil && *r.EnableNetwork {
 		fe.add("enable_network", "must be false: microVMs have no network")
 	}
-	if len(r.NumberOfRuns) > 0 && string(r.NumberOfRuns) != "null" {
-		if n, ok, err := number(r.NumberOfRuns); err != nil || (ok && n != 1) {
-			fe.add("number_of_runs", "must be 1")
-		}
+	s.NumberOfRuns = 1
+	switch n, ok, err := number(r.NumberOfRuns); {
+	case err != nil:
+		fe.add("number_of_runs", "is not a number")
+	case !ok:
+	case n != math.Trunc(n) || n < 1:
+		fe.add("number_of_runs", "must be a whole number, at least 1")
+	case n > float64(pol.maxRuns):
+		fe.add("number_of_runs", "must be less than or equal to %d", pol.maxRuns)
+	case int(n)*len(s.Job.Stdin) > sandbox.MaxStdin:
+		// Each run gets its own copy of stdin, all in one job.
+		fe.add("number_of_runs", "times the %d bytes of stdin is over %d bytes", len(s.Job.Stdin), sandbox.MaxStdin)
+	default:
+		s.NumberOfRuns = int(n)
 	}
 	if r.AdditionalFiles != nil && *r.AdditionalFiles != "" {
 		// A zip is binary: it always comes base64-encoded (Judge0).
@@ -187,67 +194,48 @@ func validate(r *request, b64 bool, maxSource int, built map[string]bool) (*subm
 		if err != nil {
 			fe.add("additional_files", "is not valid base64")
 		} else if s.Job.Language != "" {
-			lang, _ := languages.Lookup(s.Job.Language)
-			files, err := unzipFiles(raw, lang.SourceFile)
+			reserved := lang.image.SourceFile
+			if lang.multiFile {
+				reserved = "" // no source file is written
+			}
+			files, err := unzipFiles(raw, reserved)
 			if err != nil {
 				fe.add("additional_files", "%v", err)
 			}
 			s.Job.Files = files
 		}
 	}
+	if size := len(s.Job.Source) + filesSize(s.Job.Files); size > pol.maxSource && fe["source_code"] == nil {
+		fe.add("additional_files", "unpack to %d bytes with the source code, more than %d", size, pol.maxSource)
+	}
+	if lang.multiFile && fe["additional_files"] == nil {
+		if len(s.Job.Files) == 0 {
+			fe.add("additional_files", "can't be blank for a %s (language %d): send a zip with a run script", multiFileDisplay, multiFileID)
+		} else if msg := setMultiFile(&s.Job); msg != "" {
+			fe.add("additional_files", "%s", msg)
+		}
+	}
 	if r.CallbackURL != nil {
 		s.CallbackURL = *r.CallbackURL
 	}
 	s.RedirectStderr = r.RedirectStderr != nil && *r.RedirectStderr
-
-	// Limits, in Judge0's units, each between 0 (exclusive) and its maximum.
-	seconds := func(field string, raw json.RawMessage, def, maxv float64) float64 {
-		v, ok, err := number(raw)
-		switch {
-		case err != nil:
-			fe.add(field, "is not a number")
-		case !ok:
-			return def
-		case v <= 0 && field != "cpu_extra_time":
-			fe.add(field, "must be greater than 0")
-		case v < 0:
-			fe.add(field, "must be greater than or equal to 0")
-		case v > maxv:
-			fe.add(field, "must be less than or equal to %v", maxv)
-		default:
-			return v
-		}
-		return def
-	}
-	cpu := seconds("cpu_time_limit", r.CPUTimeLimit, DefaultLimits.CPUTime, MaxLimits.CPUTime)
-	extra := seconds("cpu_extra_time", r.CPUExtraTime, DefaultLimits.CPUExtraTime, MaxLimits.CPUExtraTime)
-	wall := seconds("wall_time_limit", r.WallTimeLimit, DefaultLimits.WallTime, MaxLimits.WallTime)
-	mem := seconds("memory_limit", r.MemoryLimit, float64(DefaultLimits.Memory), float64(MaxLimits.Memory))
-	stack := seconds("stack_limit", r.StackLimit, float64(DefaultLimits.Stack), float64(MaxLimits.Stack))
-	procs := seconds("max_processes_and_or_threads", r.MaxProcesses, float64(DefaultLimits.Processes), float64(MaxLimits.Processes))
-	fsize := seconds("max_file_size", r.MaxFileSize, float64(DefaultLimits.FileSize), float64(MaxLimits.FileSize))
-	if mem < 4096 && fe["memory_limit"] == nil {
-		fe.add("memory_limit", "must be at least 4096 (KB)")
-	}
-	if procs < 2 && fe["max_processes_and_or_threads"] == nil {
-		fe.add("max_processes_and_or_threads", "must be at least 2")
-	}
+	s.Job.Limits, s.CPULimit = limitFields{
+		CPUTime: r.CPUTimeLimit, CPUExtraTime: r.CPUExtraTime, WallTime: r.WallTimeLimit, Memory: r.MemoryLimit,
+		Stack: r.StackLimit, Processes: r.MaxProcesses, FileSize: r.MaxFileSize,
+	}.parse(fe, judge0LimitNames)
 	if len(fe) > 0 {
 		return nil, fe
-	}
-	s.CPULimit = cpu
-	s.Job.Limits = sandbox.Limits{
-		CPUTime:   dur(cpu + extra),
-		WallTime:  dur(wall),
-		Memory:    int64(mem) << 10,
-		Stack:     int64(stack) << 10,
-		Processes: int(procs),
-		FileSize:  int64(fsize) << 10,
 	}
 	return s, nil
 }
 
-func dur(sec float64) time.Duration { return time.Duration(sec * float64(time.Second)) }
+func filesSize(files []protocol.File) int {
+	n := 0
+	for _, f := range files {
+		n += len(f.Data)
+	}
+	return n
+}
 
 // splitArgs splits a command line into argv the way a shell would split
 // words and quotes, without running one: nothing is expanded.
@@ -348,7 +336,11 @@ func render(o *outcome, queued *submission, b64 bool, fields []string) (map[stri
 	all["token"] = sub.Token
 	all["language_id"] = sub.LanguageID
 	all["created_at"] = sub.CreatedAt.UTC().Format(time.RFC3339Nano)
-	if err := text("source_code", sub.Job.Source, true); err != nil {
+	src := sub.Job.Source
+	if sub.LanguageID == multiFileID {
+		src = sub.Source
+	}
+	if err := text("source_code", src, true); err != nil {
 		return nil, err
 	}
 	if err := text("stdin", sub.Job.Stdin, sub.Job.Stdin != nil); err != nil {
@@ -365,6 +357,11 @@ func render(o *outcome, queued *submission, b64 bool, fields []string) (map[stri
 	all["wall_time_limit"] = sub.Job.Limits.WallTime.Seconds()
 	all["memory_limit"] = sub.Job.Limits.Memory >> 10
 	all["command_line_arguments"] = strings.Join(sub.Job.Args, " ")
+	all["compiler_options"] = nil
+	if sub.CompilerOptions != "" {
+		all["compiler_options"] = sub.CompilerOptions
+	}
+	all["number_of_runs"] = max(sub.NumberOfRuns, 1)
 	if o == nil {
 		all["status"] = sandbox.StatusInQueue
 		for _, k := range []string{"stdout", "stderr", "compile_output", "message", "exit_code", "exit_signal", "finished_at", "time", "wall_time", "memory"} {

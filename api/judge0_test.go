@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"reflect"
 	"strings"
@@ -76,10 +77,75 @@ func TestValidate(t *testing.T) {
 			if err := json.Unmarshal([]byte(tt.body), &r); err != nil {
 				t.Fatal(err)
 			}
-			sub, fe := validate(&r, tt.b64, 1<<20, built)
+			sub, fe := validate(&r, tt.b64, policy{maxSource: 1 << 20, maxRuns: 3, maxTests: 10}, built)
 			if tt.field == "" {
 				if fe != nil || sub == nil {
 					t.Fatalf("valid request refused: %v", fe)
+				}
+				return
+			}
+			if len(fe[tt.field]) == 0 {
+				t.Fatalf("errors %v, want one for %s", fe, tt.field)
+			}
+		})
+	}
+}
+
+// compiler_options, number_of_runs and the Multi-file program (89).
+func TestValidateJudge0Extras(t *testing.T) {
+	built := map[string]bool{"python3": true, "c": true, "cpp": true}
+	zip := func(files map[string]string) string {
+		return base64.StdEncoding.EncodeToString(makeZip(t, files))
+	}
+	withRun := zip(map[string]string{"run": "./a", "compile": "gcc -o a main.c", "main.c": "int main(){}"})
+	tests := []struct {
+		name, body string
+		field      string // "" means valid
+		check      func(t *testing.T, s *submission)
+	}{
+		{"options for C", `{"source_code":"x","language_id":50,"compiler_options":"-DA=1 '-DB=two words' -O0"}`, "", func(t *testing.T, s *submission) {
+			if want := []string{"-DA=1", "-DB=two words", "-O0"}; !reflect.DeepEqual(s.Job.CompilerOptions, want) {
+				t.Errorf("options %q, want %q", s.Job.CompilerOptions, want)
+			}
+		}},
+		{"blank options for python", `{"source_code":"x","language_id":71,"compiler_options":"  "}`, "", nil},
+		{"options for python", `{"source_code":"x","language_id":71,"compiler_options":"-O"}`, "compiler_options", nil},
+		{"options too long", `{"source_code":"x","language_id":50,"compiler_options":"` + strings.Repeat("-O ", 200) + `"}`, "compiler_options", nil},
+		{"options with control characters", `{"source_code":"x","language_id":50,"compiler_options":"-DA=\u0007"}`, "compiler_options", nil},
+		{"options unterminated", `{"source_code":"x","language_id":50,"compiler_options":"'-DA"}`, "compiler_options", nil},
+		{"three runs", `{"source_code":"x","language_id":71,"number_of_runs":"3"}`, "", func(t *testing.T, s *submission) {
+			if s.NumberOfRuns != 3 {
+				t.Errorf("number_of_runs %d", s.NumberOfRuns)
+			}
+		}},
+		{"zero runs", `{"source_code":"x","language_id":71,"number_of_runs":0}`, "number_of_runs", nil},
+		{"runs over max", `{"source_code":"x","language_id":71,"number_of_runs":4}`, "number_of_runs", nil},
+		{"fractional runs", `{"source_code":"x","language_id":71,"number_of_runs":2.5}`, "number_of_runs", nil},
+		{"runs times stdin too large", `{"source_code":"x","language_id":71,"number_of_runs":3,"stdin":"` + strings.Repeat("x", 6<<20) + `"}`, "number_of_runs", nil},
+		{"multi-file", `{"language_id":89,"additional_files":"` + withRun + `","command_line_arguments":"a b"}`, "", func(t *testing.T, s *submission) {
+			if s.Job.Language != "cpp" || !reflect.DeepEqual(s.Job.Command, []string{"bash", "run", "a", "b"}) ||
+				!reflect.DeepEqual(s.Job.CompileCommand, []string{"bash", "compile"}) || s.Job.Source != nil {
+				t.Errorf("job %+v", s.Job)
+			}
+		}},
+		{"multi-file without zip", `{"language_id":89,"source_code":"x"}`, "additional_files", nil},
+		{"multi-file without run script", `{"language_id":89,"additional_files":"` + zip(map[string]string{"compile": "true"}) + `"}`, "additional_files", nil},
+		{"multi-file options", `{"language_id":89,"additional_files":"` + withRun + `","compiler_options":"-O2"}`, "compiler_options", nil},
+		{"zip over the source limit", `{"source_code":"x","language_id":71,"additional_files":"` + zip(map[string]string{"big": strings.Repeat("x", 1<<20)}) + `"}`, "additional_files", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r request
+			if err := json.Unmarshal([]byte(tt.body), &r); err != nil {
+				t.Fatal(err)
+			}
+			sub, fe := validate(&r, false, policy{maxSource: 1 << 20, maxRuns: 3, maxTests: 10}, built)
+			if tt.field == "" {
+				if fe != nil || sub == nil {
+					t.Fatalf("valid request refused: %v", fe)
+				}
+				if tt.check != nil {
+					tt.check(t, sub)
 				}
 				return
 			}

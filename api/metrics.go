@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"microbox/queue"
+	"microbox/sandbox"
 )
 
 // Metrics are the service's Prometheus metrics, served at /metrics. Each
@@ -68,14 +69,21 @@ func NewMetrics(q *queue.Queue) *Metrics {
 	return m
 }
 
-// observe records a finished job.
+// observe records a finished submission.
 func (m *Metrics) observe(o *outcome, start string, boot time.Duration) {
+	m.record(o.Status, o.CreatedAt, o.FinishedAt, o.WallTime, start, boot)
+}
+
+// record records a finished job: its status, its time from submission to
+// result, the wall seconds of its program, and how its VM was started
+// and how long that took.
+func (m *Metrics) record(st sandbox.Status, created, finished time.Time, wall float64, start string, boot time.Duration) {
 	if m == nil {
 		return
 	}
-	m.jobs.WithLabelValues(o.Status.Description).Inc()
-	m.endToEnd.Observe(o.FinishedAt.Sub(o.CreatedAt).Seconds())
-	m.run.Observe(o.WallTime)
+	m.jobs.WithLabelValues(st.Description).Inc()
+	m.endToEnd.Observe(finished.Sub(created).Seconds())
+	m.run.Observe(wall)
 	if boot > 0 {
 		m.vmStart.Observe(boot.Seconds())
 		m.vmStarts.WithLabelValues(start).Inc()

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,8 +35,14 @@ type Config struct {
 	// Accel and TimeScale are reported by /about and /config_info.
 	Accel     string
 	TimeScale float64
-	// MaxSource bounds source_code in bytes; 0 means 1 MiB.
+	// MaxSource bounds source_code and additional_files together (the
+	// files of a run), in bytes; 0 means 1 MiB.
 	MaxSource int
+	// MaxNumberOfRuns bounds number_of_runs; 0 means DefaultMaxNumberOfRuns.
+	MaxNumberOfRuns int
+	// MaxTests bounds the tests of a run (/v1/runs); 0 means
+	// DefaultMaxTests. At most sandbox.MaxTests.
+	MaxTests int
 	// WaitTimeout bounds a wait=true request; 0 means 60 s.
 	WaitTimeout time.Duration
 	// SubmissionTTL keeps a queued submission visible to GET; 0 means a day.
@@ -51,6 +58,12 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Defaults of Config.
+const (
+	DefaultMaxNumberOfRuns = 20 // Judge0's MAX_NUMBER_OF_RUNS
+	DefaultMaxTests        = 100
+)
+
 // Server is the HTTP API.
 type Server struct {
 	cfg Config
@@ -62,6 +75,13 @@ func New(cfg Config) *Server {
 	if cfg.MaxSource == 0 {
 		cfg.MaxSource = sandbox.DefaultMaxSource
 	}
+	if cfg.MaxNumberOfRuns == 0 {
+		cfg.MaxNumberOfRuns = DefaultMaxNumberOfRuns
+	}
+	if cfg.MaxTests == 0 {
+		cfg.MaxTests = DefaultMaxTests
+	}
+	cfg.MaxTests = min(cfg.MaxTests, sandbox.MaxTests)
 	if cfg.WaitTimeout == 0 {
 		cfg.WaitTimeout = 60 * time.Second
 	}
@@ -86,6 +106,8 @@ func New(cfg Config) *Server {
 	e.GET("/statuses", s.statuses)
 	e.GET("/about", s.about)
 	e.GET("/config_info", s.configInfo)
+	e.POST("/v1/runs", s.createRun)
+	e.GET("/v1/runs/:id", s.getRun)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)
 	if cfg.Metrics != nil {
@@ -200,7 +222,7 @@ func (s *Server) create(c echo.Context) error {
 
 // validate checks a request, its callback URL included.
 func (s *Server) validate(ctx context.Context, r *request, b64 bool, built map[string]bool) (*submission, fieldErrors) {
-	sub, fe := validate(r, b64, s.cfg.MaxSource, built)
+	sub, fe := validate(r, b64, s.policy(), built)
 	if fe == nil {
 		sub.Base64 = b64
 	}
@@ -212,18 +234,28 @@ func (s *Server) validate(ctx context.Context, r *request, b64 bool, built map[s
 	return sub, fe
 }
 
+func (s *Server) policy() policy {
+	return policy{maxSource: s.cfg.MaxSource, maxRuns: s.cfg.MaxNumberOfRuns, maxTests: s.cfg.MaxTests}
+}
+
 // enqueue stores a validated submission and queues it; the error is the
 // HTTP answer (503) when it cannot be.
 func (s *Server) enqueue(ctx context.Context, sub *submission) error {
 	sub.Token, sub.CreatedAt = newToken(), time.Now()
 	sub.Job.ID = sub.Token
 	payload, _ := json.Marshal(sub)
-	// The submission is visible to GET before it can finish.
-	if err := s.cfg.Redis.Set(ctx, s.subKey(sub.Token), payload, s.cfg.SubmissionTTL).Err(); err != nil {
+	return s.store(ctx, s.subKey(sub.Token), sub.Token, payload)
+}
+
+// store keeps a validated job under key, so that GET sees it before it can
+// finish, and queues it as id; the error is the HTTP answer (503) when it
+// cannot be.
+func (s *Server) store(ctx context.Context, key, id string, payload []byte) error {
+	if err := s.cfg.Redis.Set(ctx, key, payload, s.cfg.SubmissionTTL).Err(); err != nil {
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "queue unavailable: try again")
 	}
-	if err := s.cfg.Queue.Submit(ctx, sub.Token, payload); err != nil {
-		_ = s.cfg.Redis.Del(context.WithoutCancel(ctx), s.subKey(sub.Token)).Err()
+	if err := s.cfg.Queue.Submit(ctx, id, payload); err != nil {
+		_ = s.cfg.Redis.Del(context.WithoutCancel(ctx), key).Err()
 		if errors.Is(err, queue.ErrFull) {
 			return echo.NewHTTPError(http.StatusServiceUnavailable, "the queue is full: try again later")
 		}
@@ -329,6 +361,9 @@ func (s *Server) get(c echo.Context) error {
 // it has none. The error is the HTTP answer.
 func (s *Server) lookup(ctx context.Context, token string, b64 bool, fields []string) (map[string]any, error) {
 	res, err := s.cfg.Queue.Result(ctx, token)
+	if err == nil && kindOf(res) == kindRun {
+		return nil, echo.NewHTTPError(http.StatusNotFound, "submission not found (it is a run: GET /v1/runs/"+token+")")
+	}
 	if err == nil {
 		return s.renderRaw(res, nil, b64, fields, false)
 	}
@@ -391,7 +426,12 @@ func (s *Server) languageList() []languageInfo {
 		name := fmt.Sprintf(judge0Names[l.ID], img.Version)
 		out = append(out, languageInfo{ID: id, Name: name, SourceFile: l.SourceFile,
 			CompileCmd: strings.Join(l.Compile, " "), RunCmd: strings.Join(l.Run, " ")})
+		if l.ID == multiFileImage {
+			out = append(out, languageInfo{ID: multiFileID, Name: multiFileDisplay,
+				CompileCmd: "bash compile.sh (or compile), when the zip has one", RunCmd: "bash run.sh (or run)"})
+		}
 	}
+	slices.SortFunc(out, func(a, b languageInfo) int { return a.ID - b.ID })
 	return out
 }
 
@@ -433,6 +473,12 @@ func (s *Server) about(c echo.Context) error {
 
 func (s *Server) configInfo(c echo.Context) error {
 	d, m := DefaultLimits, MaxLimits
+	var compiled []string
+	for _, l := range s.languageList() {
+		if lang, err := languages.Lookup(judge0IDs[l.ID]); err == nil && len(lang.Compile) > 0 {
+			compiled = append(compiled, l.Name)
+		}
+	}
 	return c.JSON(http.StatusOK, map[string]any{
 		"enable_network": false, "allow_enable_network": false,
 		"cpu_time_limit": d.CPUTime, "max_cpu_time_limit": m.CPUTime,
@@ -442,9 +488,12 @@ func (s *Server) configInfo(c echo.Context) error {
 		"stack_limit": d.Stack, "max_stack_limit": m.Stack,
 		"max_processes_and_or_threads": d.Processes, "max_max_processes_and_or_threads": m.Processes,
 		"max_file_size": d.FileSize, "max_max_file_size": m.FileSize,
-		"number_of_runs": 1, "max_number_of_runs": 1,
-		"redirect_stderr_to_stdout": false, "enable_additional_files": true,
-		"max_additional_files_entries": maxZipEntries, "max_additional_files_unpacked_bytes": maxZipUnpacked,
+		"number_of_runs": 1, "max_number_of_runs": s.cfg.MaxNumberOfRuns,
+		"enable_compiler_options": true, "max_compiler_options_length": maxCompilerOptions,
+		"allowed_languages_for_compile_options": compiled, "redirect_stderr_to_stdout": false,
+		"enable_additional_files": true, "max_additional_files_entries": maxZipEntries,
+		"max_additional_files_unpacked_bytes": min(maxZipUnpacked, s.cfg.MaxSource), "max_source_bytes": s.cfg.MaxSource,
+		"max_tests_per_run": s.cfg.MaxTests, "max_files_per_run": maxRunFiles,
 		"callbacks_max_tries": 0, "accel": s.cfg.Accel, "time_scale": s.cfg.TimeScale,
 	})
 }

@@ -10,6 +10,7 @@ import (
 
 	"microbox/queue"
 	"microbox/sandbox"
+	"microbox/sandbox/protocol"
 )
 
 // Runner runs a job in a fresh microVM (sandbox.Runner).
@@ -23,12 +24,25 @@ type Runner interface {
 // in the background, by the rules of callbacks.
 func Handler(r Runner, callbacks CallbackPolicy, metrics *Metrics, log *slog.Logger) queue.Handler {
 	return func(ctx context.Context, id string, payload []byte) []byte {
+		if kindOf(payload) == kindRun {
+			return handleRun(ctx, r, id, payload, metrics, log)
+		}
 		var sub submission
 		if err := json.Unmarshal(payload, &sub); err != nil {
 			return internalError(&submission{Token: id}, "undecodable submission: "+err.Error())
 		}
 		var out []byte
-		res, err := r.Run(ctx, sub.Job)
+		job := sub.Job
+		if sub.NumberOfRuns > 1 {
+			// Judge0 runs it again while each run is Accepted: here every
+			// run is a test of one job, in one VM, compiled once.
+			job.Tests = make([]protocol.Test, sub.NumberOfRuns)
+			for i := range job.Tests {
+				job.Tests[i].Stdin = job.Stdin
+			}
+			job.StopOnFailure = true
+		}
+		res, err := r.Run(ctx, job)
 		if err != nil {
 			log.Error("run failed", "job", id, "err", err)
 			msg := "the job could not be run: " + err.Error()
@@ -72,13 +86,18 @@ func sendCallback(p CallbackPolicy, sub *submission, result []byte, log *slog.Lo
 	}
 }
 
-// Exhausted ends a submission whose workers kept dying while running it.
+// Exhausted ends a submission or run whose workers kept dying while
+// running it.
 func Exhausted(id string, payload []byte, deliveries int64) []byte {
+	msg := "the job was started " + strconv.FormatInt(deliveries, 10) + " times and its worker died each time; it was not run again"
+	if kindOf(payload) == kindRun {
+		return runInternalError(id, payload, msg)
+	}
 	var sub submission
 	if err := json.Unmarshal(payload, &sub); err != nil {
 		sub.Token = id
 	}
-	return internalError(&sub, "the job was started "+strconv.FormatInt(deliveries, 10)+" times and its worker died each time; it was not run again")
+	return internalError(&sub, msg)
 }
 
 func internalError(sub *submission, msg string) []byte {
@@ -88,6 +107,9 @@ func internalError(sub *submission, msg string) []byte {
 }
 
 func encodeOutcome(sub *submission, res sandbox.Result) []byte {
+	if len(res.Tests) > 0 {
+		res = sub.foldRuns(res)
+	}
 	o := outcome{
 		submission:    *sub,
 		Stdout:        res.Stdout,
@@ -111,14 +133,51 @@ func encodeOutcome(sub *submission, res sandbox.Result) []byte {
 		code := res.ExitCode
 		o.ExitCode = &code
 	}
-	// cpu_extra_time lets a program run past cpu_time_limit before it is
-	// killed; past the limit it is still a Time Limit Exceeded (Judge0).
-	if o.Status == sandbox.StatusAccepted && o.Time > sub.CPULimit {
-		o.Status, o.Message = sandbox.StatusTimeLimit, "CPU time limit exceeded"
-	}
-	if o.Status == sandbox.StatusAccepted && sub.ExpectedOutput != nil && !sameOutput(o.Stdout, *sub.ExpectedOutput) {
-		o.Status = sandbox.StatusWrongAnswer
-	}
+	o.Status, o.Message = judge(o.Status, o.Message, o.Time, sub.CPULimit, o.Stdout, sub.ExpectedOutput)
 	b, _ := json.Marshal(o)
 	return b
+}
+
+// judge adds to a run's verdict what only the API knows: cpu_extra_time
+// lets a program run past cpu_time_limit before it is killed, but past the
+// limit it is still a Time Limit Exceeded (Judge0); output that differs
+// from the expected output is a Wrong Answer.
+func judge(st sandbox.Status, msg string, cpu, cpuLimit float64, stdout []byte, expected *string) (sandbox.Status, string) {
+	switch {
+	case st != sandbox.StatusAccepted:
+		return st, msg
+	case cpu > cpuLimit:
+		return sandbox.StatusTimeLimit, "CPU time limit exceeded"
+	case expected != nil && !sameOutput(stdout, *expected):
+		return sandbox.StatusWrongAnswer, ""
+	}
+	return st, msg
+}
+
+// foldRuns makes the runs of a number_of_runs submission one result, as
+// Judge0 reports them: the runs up to the first one not Accepted count
+// (Judge0 stops there); the last of them gives the output, exit and
+// verdict; time and wall_time are their mean and memory their peak. (Judge0
+// CE averages memory too; the peak is what a memory limit judges.)
+func (sub *submission) foldRuns(res sandbox.Result) sandbox.Result {
+	var cpu, guest, wall time.Duration
+	var mem int64
+	n := 0
+	for _, t := range res.Tests {
+		n++
+		cpu, guest, wall, mem = cpu+t.CPUTime, guest+t.GuestCPUTime, wall+t.WallTime, max(mem, t.Memory)
+		res.Stdout, res.Stderr, res.ExitCode, res.Signal, res.Limit = t.Stdout, t.Stderr, t.ExitCode, t.Signal, t.Limit
+		res.StdoutTruncated, res.StderrTruncated = t.StdoutTruncated, t.StderrTruncated
+		out := t.Stdout
+		if sub.RedirectStderr {
+			out = append(append([]byte{}, t.Stdout...), t.Stderr...)
+		}
+		res.Status, res.Message = judge(t.Status, t.Message, t.CPUTime.Seconds(), sub.CPULimit, out, sub.ExpectedOutput)
+		if res.Status != sandbox.StatusAccepted {
+			break
+		}
+	}
+	res.CPUTime, res.GuestCPUTime, res.WallTime = cpu/time.Duration(n), guest/time.Duration(n), wall/time.Duration(n)
+	res.Memory, res.Tests = mem, nil
+	return res
 }

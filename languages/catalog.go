@@ -146,6 +146,25 @@ func knownExtensions() []string {
 	return exts
 }
 
+// CompileArgv is the compile command with further source files and
+// compiler options put where the command names the source file: the source
+// file, then sources, then options, then whatever followed it (GCC's -lm,
+// which must come after the objects that need it; GCC takes -D, -O, -W and
+// -l anywhere else). nil for an interpreted language.
+func (l Language) CompileArgv(sources, options []string) []string {
+	if len(l.Compile) == 0 {
+		return nil
+	}
+	at := len(l.Compile)
+	if i := slices.Index(l.Compile, l.SourceFile); i >= 0 {
+		at = i + 1
+	}
+	argv := slices.Clone(l.Compile[:at])
+	argv = append(argv, sources...)
+	argv = append(argv, options...)
+	return append(argv, l.Compile[at:]...)
+}
+
 func (l Language) clone() Language {
 	l.Packages = slices.Clone(l.Packages)
 	l.Extensions = slices.Clone(l.Extensions)

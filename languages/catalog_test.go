@@ -147,3 +147,28 @@ func TestByExtension(t *testing.T) {
 		}
 	}
 }
+
+func TestCompileArgv(t *testing.T) {
+	c, _ := Lookup("c")
+	got := c.CompileArgv([]string{"util.c"}, []string{"-DVALUE=42", "-lcrypt"})
+	want := []string{"gcc", "-O2", "-std=gnu17", "-o", "main", "main.c", "util.c", "-DVALUE=42", "-lcrypt", "-lm"}
+	if !slices.Equal(got, want) {
+		t.Errorf("c: %q, want %q", got, want)
+	}
+	if got := c.CompileArgv(nil, nil); !slices.Equal(got, c.Compile) {
+		t.Errorf("c with nothing added: %q, want %q", got, c.Compile)
+	}
+	cpp, _ := Lookup("cpp")
+	if got := cpp.CompileArgv(nil, []string{"-O0"}); got[len(got)-1] != "-O0" {
+		t.Errorf("cpp: %q, options must come after the defaults", got)
+	}
+	py, _ := Lookup("python3")
+	if got := py.CompileArgv(nil, []string{"-O"}); got != nil {
+		t.Errorf("python3 is not compiled: %q", got)
+	}
+	// The language's own command is not changed through the result.
+	c.CompileArgv(nil, nil)[0] = "x"
+	if c.Compile[0] != "gcc" {
+		t.Error("CompileArgv returned the language's own slice")
+	}
+}

@@ -339,6 +339,11 @@ func TestBadJobs(t *testing.T) {
 		{"memory over max", Job{Language: "python3", Source: []byte("1"), Limits: Limits{Memory: 1 << 30}}},
 		{"stdin too large", Job{Language: "python3", Source: []byte("1"), Stdin: make([]byte, MaxStdin+1)}},
 		{"negative limit", Job{Language: "python3", Source: []byte("1"), Limits: Limits{CPUTime: -time.Second}}},
+		{"too many tests", Job{Language: "python3", Source: []byte("1"), Tests: make([]protocol.Test, MaxTests+1)}},
+		{"tests' stdin too large", Job{Language: "python3", Source: []byte("1"), Tests: []protocol.Test{{Stdin: make([]byte, MaxStdin/2+1)}, {Stdin: make([]byte, MaxStdin/2)}}}},
+		{"compiler options, not compiled", Job{Language: "python3", Source: []byte("1"), CompilerOptions: []string{"-O"}}},
+		{"source that is not a file", Job{Language: "python3", Source: []byte("1"), Sources: []string{"util.py"}}},
+		{"NUL in an argument", Job{Language: "python3", Source: []byte("1"), Args: []string{"a\x00b"}}},
 	}
 	before := leakcheck.Take()
 	for _, tt := range tests {

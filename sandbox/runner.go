@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +42,14 @@ const DefaultTCGTimeScale = 5.0
 // the agent's answer before it kills the VM.
 const hostGrace = 3 * time.Second
 
+// MaxTests bounds the tests of a multi-test job.
+const MaxTests = 1000
+
+// testOverhead is the agent's work between the tests of a multi-test job
+// (fresh mounts, the work dir restored, the next step set up), added to the
+// host's deadline per test and scaled like the time limits.
+const testOverhead = 500 * time.Millisecond
+
 // Job is one execution request.
 type Job struct {
 	// ID names the job in logs; may be empty.
@@ -60,8 +70,26 @@ type Job struct {
 	// fields take DefaultCompileLimits.
 	CompileLimits Limits
 	// Command, when set, replaces the language's compile and run commands
-	// (then Args are not appended). For diagnostics and tests.
+	// (then Args are not appended, and an empty Source is not written).
 	Command []string
+	// CompileCommand, with Command, is a compile step run before it, under
+	// CompileLimits, as a compiled language's compile is; may be empty.
+	CompileCommand []string
+	// CompilerOptions are extra arguments for a compiled language's
+	// compiler, never through a shell (see languages.CompileArgv); a
+	// language without a compile step refuses them.
+	CompilerOptions []string
+	// Sources are files of Files compiled along with the source file
+	// (e.g. "util.c"); compiled languages only.
+	Sources []string
+	// Tests, when not empty, make a multi-test job: compiled once, then run
+	// once per test (at most MaxTests) in the same VM, each from a fresh
+	// copy of the work dir as the compile left it. Stdin is then unused,
+	// and Result.Tests has what came of each test that ran.
+	Tests []protocol.Test
+	// StopOnFailure ends a multi-test job after the first test whose
+	// program did not exit 0 within its limits.
+	StopOnFailure bool
 }
 
 // Result is what came of a job.
@@ -90,6 +118,12 @@ type Result struct {
 	BootTime time.Duration
 	// Compile is what the agent measured of the compile step, if any.
 	Compile *protocol.StepResult
+	// Tests has what came of each test of a multi-test job that ran, in
+	// order. Then Status is the compile's failure, or the first test's
+	// that was not Accepted, or Accepted; CPUTime, GuestCPUTime and
+	// WallTime add up the tests', Memory is their peak, and the other run
+	// fields are zero.
+	Tests []TestResult
 }
 
 // Config configures a Runner.
@@ -274,13 +308,22 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 			return nil, fmt.Errorf("%w: file name %q must be a relative path inside the work dir", ErrBadJob, f.Name)
 		}
 	}
+	stdin := len(job.Stdin)
+	for _, t := range job.Tests {
+		stdin += len(t.Stdin)
+	}
 	switch {
 	case len(job.Command) == 0 && len(job.Source) == 0:
 		return nil, fmt.Errorf("%w: the source is empty", ErrBadJob)
 	case size > r.cfg.MaxSource:
 		return nil, fmt.Errorf("%w: source and files are %d bytes, over the limit of %d", ErrBadJob, size, r.cfg.MaxSource)
-	case len(job.Stdin) > MaxStdin:
-		return nil, fmt.Errorf("%w: stdin is %d bytes, over the limit of %d", ErrBadJob, len(job.Stdin), MaxStdin)
+	case stdin > MaxStdin:
+		return nil, fmt.Errorf("%w: stdin is %d bytes (all tests together), over the limit of %d", ErrBadJob, stdin, MaxStdin)
+	case len(job.Tests) > MaxTests:
+		return nil, fmt.Errorf("%w: %d tests, more than %d", ErrBadJob, len(job.Tests), MaxTests)
+	}
+	if err := checkArgv(job); err != nil {
+		return nil, err
 	}
 	run := job.Limits.withDefaults(DefaultRunLimits())
 	if err := run.validate("run"); err != nil {
@@ -288,28 +331,62 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 	}
 	wire := protocol.Job{
 		ID:    job.ID,
-		Files: append([]protocol.File{{Name: lang.SourceFile, Data: job.Source}}, job.Files...),
+		Files: job.Files,
 		Stdin: job.Stdin,
 		// The work dir is bounded by the memory cgroup too (tmpfs pages
 		// are charged to the writer); the size only keeps it sane.
-		WorkDirSize: MaxMemory,
+		WorkDirSize:   MaxMemory,
+		Tests:         job.Tests,
+		StopOnFailure: job.StopOnFailure,
 	}
-	p := &prepared{lang: lang, image: img, guestWall: run.wire(r.cfg.TimeScale).WallTime}
+	if len(job.Command) == 0 || len(job.Source) > 0 {
+		wire.Files = append([]protocol.File{{Name: lang.SourceFile, Data: job.Source}}, job.Files...)
+	}
+	var compile []string
 	if len(job.Command) > 0 {
 		wire.Run = protocol.Step{Argv: job.Command, Limits: run.wire(r.cfg.TimeScale)}
+		compile = job.CompileCommand
 	} else {
 		wire.Run = protocol.Step{Argv: append(append([]string{}, lang.Run...), job.Args...), Limits: run.wire(r.cfg.TimeScale)}
-		if len(lang.Compile) > 0 {
-			comp := job.CompileLimits.withDefaults(DefaultCompileLimits())
-			if err := comp.validate("compile"); err != nil {
-				return nil, err
-			}
-			wire.Compile = &protocol.Step{Argv: lang.Compile, Limits: comp.wire(r.cfg.TimeScale)}
-			p.guestWall += wire.Compile.Limits.WallTime
+		compile = lang.CompileArgv(job.Sources, job.CompilerOptions)
+	}
+	if (len(job.CompilerOptions) > 0 || len(job.Sources) > 0) && (len(job.Command) > 0 || len(lang.Compile) == 0) {
+		return nil, fmt.Errorf("%w: compiler options and sources are for the compile command of a compiled language", ErrBadJob)
+	}
+	// The guest's wall time budget: the compile, and the run once per test
+	// with the agent's work in between.
+	p := &prepared{lang: lang, image: img, guestWall: run.wire(r.cfg.TimeScale).WallTime}
+	if n := len(job.Tests); n > 0 {
+		p.guestWall = time.Duration(n) * (p.guestWall + time.Duration(float64(testOverhead)*r.cfg.TimeScale))
+	}
+	if len(compile) > 0 {
+		comp := job.CompileLimits.withDefaults(DefaultCompileLimits())
+		if err := comp.validate("compile"); err != nil {
+			return nil, err
 		}
+		wire.Compile = &protocol.Step{Argv: compile, Limits: comp.wire(r.cfg.TimeScale)}
+		p.guestWall += wire.Compile.Limits.WallTime
 	}
 	p.wire = wire
 	return p, nil
+}
+
+// checkArgv refuses what cannot be an argument: a NUL byte ends a C string,
+// so exec would fail or cut it short. Sources must name files of the job.
+func checkArgv(job Job) error {
+	for _, list := range [][]string{job.Args, job.Command, job.CompileCommand, job.CompilerOptions, job.Sources} {
+		for _, a := range list {
+			if strings.IndexByte(a, 0) >= 0 {
+				return fmt.Errorf("%w: argument %q contains a NUL byte", ErrBadJob, a)
+			}
+		}
+	}
+	for _, src := range job.Sources {
+		if !slices.ContainsFunc(job.Files, func(f protocol.File) bool { return f.Name == src }) {
+			return fmt.Errorf("%w: source %q is not one of the job's files", ErrBadJob, src)
+		}
+	}
+	return nil
 }
 
 // Run runs job in a fresh VM that is destroyed before Run returns. An error
@@ -374,15 +451,18 @@ func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slo
 				log.Warn("guest did not answer by the wall limit: VM killed")
 				res.Status, res.Message, res.Limit = StatusTimeLimit, "wall time limit exceeded (the host stopped the VM)", protocol.LimitWall
 				res.WallTime = time.Since(start)
+				res.Tests = nil // their measurements come with the Result that never came
 				return res, nil
 			}
 			return Result{}, fmt.Errorf("read from agent: %w", err)
 		}
 		switch typ {
-		case protocol.TypeStdout:
-			res.Stdout = append(res.Stdout, payload...)
-		case protocol.TypeStderr:
-			res.Stderr = append(res.Stderr, payload...)
+		case protocol.TypeStdout, protocol.TypeStderr:
+			res.output(typ, payload)
+		case protocol.TypeTest:
+			if err := res.startTest(payload, len(p.wire.Tests)); err != nil {
+				return Result{}, err
+			}
 		case protocol.TypeHello:
 			// The answer to a pooled clone's Resume, sent just before the
 			// job (vmm.VM.ResumeAsync).
@@ -394,7 +474,13 @@ func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slo
 			if err := json.Unmarshal(payload, &ar); err != nil {
 				return Result{}, fmt.Errorf("decode result: %w", err)
 			}
-			res.fill(&ar)
+			if len(p.wire.Tests) > 0 {
+				if err := res.fillTests(&ar); err != nil {
+					return Result{}, err
+				}
+			} else {
+				res.fill(&ar)
+			}
 			log.Debug("job done", "status", res.Status.Description, "wall", res.WallTime)
 			return res, nil
 		default:

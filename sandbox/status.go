@@ -48,22 +48,35 @@ func Statuses() []Status {
 // A limit comes first: the agent kills a step that hits one, so the signal
 // that follows is a consequence, not the cause.
 func verdict(res *protocol.Result) (Status, string) {
-	if c := res.Compile; c != nil {
-		switch {
-		case c.ExecError != "":
-			return StatusCompilationErr, "compiler could not start: " + c.ExecError
-		case c.Limit != protocol.LimitNone:
-			return StatusCompilationErr, fmt.Sprintf("compilation stopped at its %s limit", c.Limit)
-		case c.Signal != 0:
-			return StatusCompilationErr, fmt.Sprintf("compiler killed by %s", signalName(c.Signal))
-		case c.ExitCode != 0:
-			return StatusCompilationErr, fmt.Sprintf("compiler exited with code %d", c.ExitCode)
-		}
+	if msg := compileFailure(res.Compile); msg != "" {
+		return StatusCompilationErr, msg
 	}
-	r := res.Run
-	if r == nil {
+	if res.Run == nil {
 		return StatusInternalError, "the agent returned no run result"
 	}
+	return runVerdict(res.Run)
+}
+
+// compileFailure says why a compile step failed; "" when it did not (or
+// there was none).
+func compileFailure(c *protocol.StepResult) string {
+	switch {
+	case c == nil:
+		return ""
+	case c.ExecError != "":
+		return "compiler could not start: " + c.ExecError
+	case c.Limit != protocol.LimitNone:
+		return fmt.Sprintf("compilation stopped at its %s limit", c.Limit)
+	case c.Signal != 0:
+		return fmt.Sprintf("compiler killed by %s", signalName(c.Signal))
+	case c.ExitCode != 0:
+		return fmt.Sprintf("compiler exited with code %d", c.ExitCode)
+	}
+	return ""
+}
+
+// runVerdict decides the status of a run step.
+func runVerdict(r *protocol.StepResult) (Status, string) {
 	if r.ExecError != "" {
 		if r.ExecFormat {
 			return StatusExecFormatError, r.ExecError

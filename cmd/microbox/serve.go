@@ -29,6 +29,7 @@ type serveFlags struct {
 	authToken               string
 	callbackPrivate         bool
 	workers                 int
+	maxRuns, maxTests       int
 	queueMax                int64
 	resultTTL, shutdown     time.Duration
 	claimIdle               time.Duration
@@ -61,6 +62,8 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&f.resultTTL, "result-ttl", queue.DefaultConfig().ResultTTL, "how long results are kept")
 	fs.DurationVar(&f.claimIdle, "claim-idle", queue.DefaultConfig().ClaimIdle, "a job whose worker sent no heartbeat for this long is reclaimed by another")
 	fs.DurationVar(&f.shutdown, "shutdown-grace", 30*time.Second, "on SIGTERM, how long running jobs may finish")
+	fs.IntVar(&f.maxRuns, "max-number-of-runs", api.DefaultMaxNumberOfRuns, "largest number_of_runs a submission may ask for")
+	fs.IntVar(&f.maxTests, "max-tests", api.DefaultMaxTests, fmt.Sprintf("most tests in one run (/v1/runs), at most %d", sandbox.MaxTests))
 	fs.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fs.BoolVar(&f.noJail, "no-jail", false, "run QEMU without the jailer (debugging only)")
 	fs.IntVar(&f.pool, "pool", runtime.NumCPU(), "restored, warmed, paused VMs kept ready per language once it is used; 0: restore each job's VM from the snapshot")
@@ -74,6 +77,9 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 			return nil
 		}
 		return usageError{err.Error()}
+	}
+	if f.maxRuns < 1 || f.maxTests < 1 || f.maxTests > sandbox.MaxTests {
+		return usageError{fmt.Sprintf("--max-number-of-runs must be at least 1, --max-tests between 1 and %d", sandbox.MaxTests)}
 	}
 	level := slog.LevelInfo
 	if f.verbose {
@@ -162,6 +168,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 		}
 		srv = &http.Server{Addr: f.listen, Handler: api.New(api.Config{
 			Queue: q, Redis: rdb, CacheDir: dir, Accel: string(a), TimeScale: scale, AuthToken: f.authToken, Callbacks: api.CallbackPolicy{AllowPrivate: f.callbackPrivate}, Metrics: metrics, Logger: log,
+			MaxNumberOfRuns: f.maxRuns, MaxTests: f.maxTests,
 		}).Handler(), ReadHeaderTimeout: 10 * time.Second}
 		ln, err := net.Listen("tcp", f.listen)
 		if err != nil {

@@ -87,7 +87,13 @@ func find() (Env, error) {
 	if e.Kernel, err = vmm.FindKernel(dir); err != nil {
 		return e, err
 	}
-	e.Agent, err = BuildAgent(filepath.Join(dir, "test"))
+	// One agent per checkout: two worktrees testing at once on one cache
+	// must not run each other's agent.
+	root, err := moduleRoot()
+	if err != nil {
+		return e, err
+	}
+	e.Agent, err = BuildAgent(filepath.Join(dir, "test", cache.Key(root)))
 	return e, err
 }
 

@@ -76,9 +76,15 @@ func (a *agent) runJob(job *protocol.Job, w *protocol.Writer) (*protocol.Result,
 		}
 		res.Compile, res.CompileOutput = sr, out.buf
 		sr.StdoutBytes, sr.StdoutTruncated = int64(len(out.buf)), out.truncated
-		if sr.ExecError != "" || sr.ExitCode != 0 || sr.Signal != 0 || sr.Limit != protocol.LimitNone {
+		if failed(sr) {
 			return res, nil
 		}
+	}
+	if len(job.Tests) > 0 {
+		if err := a.runTests(job, mounts, w, res); err != nil {
+			return nil, err
+		}
+		return res, nil
 	}
 	stdout := &frameSink{w: w, typ: protocol.TypeStdout, limit: job.Run.Limits.Output}
 	stderr := &frameSink{w: w, typ: protocol.TypeStderr, limit: job.Run.Limits.Output}
@@ -90,6 +96,11 @@ func (a *agent) runJob(job *protocol.Job, w *protocol.Writer) (*protocol.Result,
 	sr.StderrBytes, sr.StderrTruncated = stderr.n, stderr.truncated
 	res.Run = sr
 	return res, nil
+}
+
+// failed says whether a step did not run to a clean exit within its limits.
+func failed(sr *protocol.StepResult) bool {
+	return sr.ExecError != "" || sr.ExitCode != 0 || sr.Signal != 0 || sr.Limit != protocol.LimitNone
 }
 
 func writeFiles(dir string, files []protocol.File) error {

@@ -11,7 +11,7 @@ import (
 
 // Version is the protocol version. Bump it on any incompatible change to the
 // frame layout or to the JSON messages.
-const Version = 2
+const Version = 3
 
 // PortName is the name of the virtio-console port the agent serves on; the
 // guest finds its device by this name under /sys/class/virtio-ports.
@@ -21,7 +21,7 @@ const PortName = "microbox.agent"
 type Type uint8
 
 // Frame types. Host→agent: Ping, Job. Agent→host: Hello, Stdout, Stderr,
-// Result, Error.
+// Test, Result, Error. Types 8 and 9 are reserved.
 const (
 	TypePing   Type = 1 // host asks the agent to announce itself; empty payload
 	TypeHello  Type = 2 // agent's answer to Ping: Hello as JSON
@@ -31,9 +31,13 @@ const (
 	TypeResult Type = 6 // the job's Result as JSON; ends the job
 	TypeError  Type = 7 // the agent could not run the job: a message; ends the job
 	// TypeResume is sent to a VM restored from a snapshot, when it resumes:
-	// Resume as JSON. The agent reseeds its randomness, sets its clock and
-	// answers with a Hello.
+	// Resume in binary (Resume.MarshalBinary). The agent reseeds its
+	// randomness, sets its clock and answers with a Hello.
 	TypeResume Type = 8
+	// TypeTest starts a test of a multi-test job (Job.Tests): a TestStart as
+	// JSON. The Stdout and Stderr frames that follow, up to the next Test
+	// or the Result, are that test's output. Single-run jobs never send it.
+	TypeTest Type = 10
 )
 
 func (t Type) String() string {
@@ -54,8 +58,15 @@ func (t Type) String() string {
 		return "error"
 	case TypeResume:
 		return "resume"
+	case TypeTest:
+		return "test"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// known says whether this version of the protocol has frames of type t.
+func (t Type) known() bool {
+	return (t >= TypePing && t <= TypeResume) || t == TypeTest
 }
 
 // MaxPayload bounds one frame so a corrupt length cannot make the reader
@@ -92,7 +103,7 @@ func ReadFrame(r io.Reader) (Type, []byte, error) {
 		return 0, nil, err
 	}
 	t := Type(hdr[0])
-	if t < TypePing || t > TypeResume {
+	if !t.known() {
 		return 0, nil, fmt.Errorf("%w: %d", ErrUnknownType, hdr[0])
 	}
 	n := binary.BigEndian.Uint32(hdr[1:])

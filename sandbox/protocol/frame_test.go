@@ -16,6 +16,7 @@ func TestFrameRoundTrip(t *testing.T) {
 		{"empty ping", TypePing, nil},
 		{"binary stdout", TypeStdout, []byte{0, 1, 2, 0xff, '\n', 0}},
 		{"json", TypeResult, []byte(`{"run":{"exit_code":0}}`)},
+		{"test start", TypeTest, []byte(`{"index":3}`)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -45,6 +46,7 @@ func TestReadFrameErrors(t *testing.T) {
 	}{
 		{"unknown type", []byte{99, 0, 0, 0, 0}, ErrUnknownType},
 		{"zero type", []byte{0, 0, 0, 0, 0}, ErrUnknownType},
+		{"past the last type", []byte{byte(TypeTest) + 1, 0, 0, 0, 0}, ErrUnknownType},
 		{"too large", []byte{byte(TypeJob), 0xff, 0xff, 0xff, 0xff}, ErrFrameTooLarge},
 		{"cut header", []byte{byte(TypeJob), 0}, io.ErrUnexpectedEOF},
 		{"cut payload", []byte{byte(TypeJob), 0, 0, 0, 4, 'a'}, io.ErrUnexpectedEOF},

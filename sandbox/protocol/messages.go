@@ -75,6 +75,12 @@ type File struct {
 // Job is one execution request. The agent writes Files to a fresh work dir,
 // runs Compile (if any) and then Run with Stdin, and answers with Stdout and
 // Stderr frames followed by one Result (or one Error).
+//
+// A job with Tests is a multi-test job: after Compile, Run runs once per
+// test, each with the test's stdin, in a work dir restored from a copy of
+// the one Compile left (and an empty /tmp and /dev/shm), so nothing one test
+// writes is seen by the next. Each test's output comes after a Test frame;
+// Stdin is unused and Result.Tests has the tests' measurements.
 type Job struct {
 	ID      string `json:"id"`
 	Files   []File `json:"files"`
@@ -83,6 +89,21 @@ type Job struct {
 	Stdin   []byte `json:"stdin"`
 	// WorkDirSize bounds the tmpfs of the work dir and of /tmp, in bytes.
 	WorkDirSize int64 `json:"work_dir_size"`
+	// Tests make this a multi-test job; empty for a single run.
+	Tests []Test `json:"tests,omitempty"`
+	// StopOnFailure ends a multi-test job after the first test whose run
+	// did not exit 0 within its limits; the tests after it are not run.
+	StopOnFailure bool `json:"stop_on_failure,omitempty"`
+}
+
+// Test is one run of a multi-test job.
+type Test struct {
+	Stdin []byte `json:"stdin"`
+}
+
+// TestStart is the payload of a Test frame.
+type TestStart struct {
+	Index int `json:"index"` // into Job.Tests
 }
 
 // Limit names the limit that ended a step.
@@ -124,6 +145,10 @@ type Result struct {
 	// CompileOutput is the compiler's stdout and stderr, interleaved, capped
 	// at the compile step's Limits.Output.
 	CompileOutput []byte `json:"compile_output,omitempty"`
-	// Run is nil when the compile step failed.
+	// Run is nil when the compile step failed, and for a multi-test job.
 	Run *StepResult `json:"run,omitempty"`
+	// Tests has one entry per test of a multi-test job that ran, in the
+	// order of Job.Tests: fewer than Job.Tests when the compile failed or
+	// StopOnFailure ended the job early.
+	Tests []StepResult `json:"tests,omitempty"`
 }

@@ -1,0 +1,227 @@
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+
+	"microbox/internal/vmtest"
+	"microbox/queue"
+)
+
+// runTests is the tests list of a run response.
+func runTests(t *testing.T, m map[string]any) []map[string]any {
+	t.Helper()
+	raw, _ := m["tests"].([]any)
+	out := make([]map[string]any, len(raw))
+	for i, r := range raw {
+		out[i], _ = r.(map[string]any)
+	}
+	return out
+}
+
+func summary(m map[string]any) map[string]any {
+	s, _ := m["summary"].(map[string]any)
+	return s
+}
+
+// One python program, six tests, every verdict the worker can give: right,
+// wrong, an endless loop, a memory hog, trailing spaces, and no expected
+// output. What went in comes out: six tests, counted by verdict.
+func TestRunMixedVerdicts(t *testing.T) {
+	s := startService(t, queue.Config{}, 1)
+	src := "import sys\\nn = int(input())\\nif n == 0:\\n    while True: pass\\nif n == 1:\\n    hog = b'x' * (200 << 20)\\nif n == 3:\\n    print(n * 3)\\n    sys.exit(0)\\nprint(n * 2)\\n"
+	body := `{"language":"python3","files":[{"name":"main.py","content":"` + src + `"}],
+	  "limits":{"cpu_time":1,"wall_time":5,"memory":65536},
+	  "tests":[{"stdin":"5","expected_output":"10"},{"stdin":"3","expected_output":"6"},{"stdin":"0","expected_output":"0"},
+	           {"stdin":"1","expected_output":"2"},{"stdin":"21","expected_output":"42  \n\n"},{"stdin":"2"}]}`
+	code, m, _ := s.call(t, "POST", "/v1/runs?wait=true", body)
+	if code != http.StatusCreated || m["summary"] == nil {
+		t.Fatalf("POST /v1/runs?wait=true: %d %v", code, m)
+	}
+	want := []int{3, 4, 5, 15, 3, 3}
+	tests := runTests(t, m)
+	if len(tests) != len(want) {
+		t.Fatalf("%d tests went in, %d came out: %v", len(want), len(tests), m)
+	}
+	for i, w := range want {
+		if got := statusID(tests[i]); got != w {
+			t.Errorf("test %d: status %d, want %d: %v", i, got, w, tests[i])
+		}
+	}
+	if tests[0]["stdout"] != "10\n" || tests[1]["stdout"] != "9\n" {
+		t.Errorf("stdout of tests 0 and 1: %q %q", tests[0]["stdout"], tests[1]["stdout"])
+	}
+	sum := summary(m)
+	verdicts := map[string]any{"Accepted": 3.0, "Wrong Answer": 1.0, "Time Limit Exceeded": 1.0, "Memory Limit Exceeded": 1.0}
+	if !reflect.DeepEqual(sum["verdicts"], verdicts) || sum["tests"] != 6.0 || sum["ran"] != 6.0 || sum["passed"] != 3.0 || sum["skipped"] != 0.0 {
+		t.Errorf("summary %v, want verdicts %v of 6 tests", sum, verdicts)
+	}
+	if statusID(m) != 4 || !strings.HasPrefix(fmt.Sprint(m["message"]), "test 1:") {
+		t.Errorf("overall status %v (%v), want the first failing test's (Wrong Answer, test 1)", m["status"], m["message"])
+	}
+	// GET shows the same; the submissions route does not show a run.
+	id, _ := m["id"].(string)
+	code, got, _ := s.call(t, "GET", "/v1/runs/"+id, "")
+	if code != 200 || !reflect.DeepEqual(got["summary"], m["summary"]) {
+		t.Errorf("GET /v1/runs/%s: %d %v", id, code, got)
+	}
+	if code, _, _ := s.call(t, "GET", "/submissions/"+id, ""); code != 404 {
+		t.Errorf("a run read as a submission: %d", code)
+	}
+}
+
+// Several C files compiled once with compiler options; every test starts
+// from the compiled work dir though the program deletes one file and
+// writes another; then a compile error skips every test.
+func TestRunCompiledFreshWorkDir(t *testing.T) {
+	vmtest.RequireImage(t, "c")
+	s := startService(t, queue.Config{}, 1)
+	main := `#include <stdio.h>
+#include "util.h"
+static int exists(const char *p) { FILE *f = fopen(p, "r"); if (f) fclose(f); return f != NULL; }
+int main(void) {
+	int n;
+	if (scanf("%d", &n) != 1) return 1;
+	printf("%d %d %d %d\n", VALUE, twice(n), exists("data.txt"), exists("new.txt"));
+	remove("data.txt");
+	FILE *f = fopen("new.txt", "w");
+	fputs("x", f);
+	return fclose(f);
+}
+`
+	files := []map[string]any{
+		{"name": "main.c", "content": main},
+		{"name": "util.h", "content": "int twice(int n);\n"},
+		{"name": "lib/util.c", "content": "#include \"../util.h\"\nint twice(int n) { return 2 * n; }\n"},
+		{"name": "data.txt", "content": base64.StdEncoding.EncodeToString([]byte{0, 1, 2}), "base64": true},
+	}
+	req := map[string]any{"language": 50, "files": files, "compiler_options": []string{"-DVALUE=42", "-Wall"},
+		"tests": []map[string]any{{"stdin": "1", "expected_output": "42 2 1 0"}, {"stdin": "2", "expected_output": "42 4 1 0"}, {"stdin": "Mw==", "expected_output": "NDIgNiAxIDA=", "base64": true}}}
+	body, _ := json.Marshal(req)
+	code, m, _ := s.call(t, "POST", "/v1/runs?wait=true", string(body))
+	if code != 201 || statusID(m) != 3 {
+		t.Fatalf("%d %v", code, m)
+	}
+	for i, tr := range runTests(t, m) {
+		if statusID(tr) != 3 {
+			t.Errorf("test %d saw what an earlier test did to the work dir: %v", i, tr)
+		}
+	}
+	if m["language"] != "c" || m["language_id"] != 50.0 {
+		t.Errorf("language %v %v", m["language"], m["language_id"])
+	}
+
+	req["files"] = []map[string]any{{"name": "main.c", "content": "int main(void) { return nope; }"}}
+	body, _ = json.Marshal(req)
+	_, m, _ = s.call(t, "POST", "/v1/runs?wait=true", string(body))
+	sum := summary(m)
+	if statusID(m) != 6 || !strings.Contains(fmt.Sprint(m["compile_output"]), "nope") || sum["ran"] != 0.0 || sum["skipped"] != 3.0 {
+		t.Fatalf("compile error: %v", m)
+	}
+}
+
+// Every bad run gets a 422 naming its field (or a 400 for what is not
+// JSON), and none reaches the queue: as many refusals as requests.
+func TestRunBadInput(t *testing.T) {
+	s := startService(t, queue.Config{}, 0)
+	ok := `"language":"python3","files":[{"name":"main.py","content":"print(1)"}]`
+	test := `"tests":[{"stdin":"1"}]`
+	many := make([]string, DefaultMaxTests+1)
+	for i := range many {
+		many[i] = `{"stdin":""}`
+	}
+	tests := []struct {
+		name, body string
+		code       int
+		field      string
+	}{
+		{"malformed JSON", `{"language":`, 400, ""},
+		{"empty body", ``, 400, ""},
+		{"not an object", `[1,2]`, 422, "body"},
+		{"unknown field", `{` + ok + `,` + test + `,"test":[]}`, 422, "test"},
+		{"no tests", `{` + ok + `}`, 422, "tests"},
+		{"empty tests", `{` + ok + `,"tests":[]}`, 422, "tests"},
+		{"too many tests", `{` + ok + `,"tests":[` + strings.Join(many, ",") + `]}`, 422, "tests"},
+		{"tests not a list", `{` + ok + `,"tests":"1"}`, 422, "tests"},
+		{"stdin not a string", `{` + ok + `,"tests":[{"stdin":1}]}`, 422, "tests.stdin"},
+		{"bad base64 stdin", `{` + ok + `,"tests":[{"stdin":"@@","base64":true}]}`, 422, "tests[0].stdin"},
+		{"bad base64 expected", `{` + ok + `,"tests":[{"stdin":"","expected_output":"@@","base64":true}]}`, 422, "tests[0].expected_output"},
+		{"no language", `{"files":[{"name":"main.py","content":"1"}],` + test + `}`, 422, "language"},
+		{"unknown language", `{"language":"cobol","files":[{"name":"main.py","content":"1"}],` + test + `}`, 422, "language"},
+		{"unknown language id", `{"language":12345,"files":[{"name":"main.py","content":"1"}],` + test + `}`, 422, "language"},
+		{"no files", `{"language":"python3",` + test + `}`, 422, "files"},
+		{"no source file", `{"language":"python3","files":[{"name":"other.py","content":"1"}],` + test + `}`, 422, "files"},
+		{"empty source file", `{"language":"python3","files":[{"name":"main.py","content":""}],` + test + `}`, 422, "files"},
+		{"parent path", `{` + ok + `,"files":[{"name":"main.py","content":"1"},{"name":"../x","content":"1"}],` + test + `}`, 422, "files[1].name"},
+		{"absolute path", `{` + ok + `,"files":[{"name":"/etc/passwd","content":"1"}],` + test + `}`, 422, "files[0].name"},
+		{"unclean path", `{` + ok + `,"files":[{"name":"main.py","content":"1"},{"name":"a/../b","content":"1"}],` + test + `}`, 422, "files[1].name"},
+		{"dot", `{` + ok + `,"files":[{"name":"main.py","content":"1"},{"name":".","content":"1"}],` + test + `}`, 422, "files[1].name"},
+		{"empty name", `{` + ok + `,"files":[{"name":"main.py","content":"1"},{"name":"","content":"1"}],` + test + `}`, 422, "files[1].name"},
+		{"control character", `{` + ok + `,"files":[{"name":"main.py","content":"1"},{"name":"a\nb","content":"1"}],` + test + `}`, 422, "files[1].name"},
+		{"duplicate name", `{` + ok + `,"files":[{"name":"main.py","content":"1"},{"name":"main.py","content":"2"}],` + test + `}`, 422, "files[1].name"},
+		{"file and folder", `{` + ok + `,"files":[{"name":"main.py","content":"1"},{"name":"a","content":"1"},{"name":"a/b","content":"1"}],` + test + `}`, 422, "files[1].name"},
+		{"bad base64 file", `{` + ok + `,"files":[{"name":"main.py","content":"@@","base64":true}],` + test + `}`, 422, "files[0].content"},
+		{"too large", `{"language":"python3","files":[{"name":"main.py","content":"` + strings.Repeat("#", 1<<20) + `"},{"name":"x","content":"1"}],` + test + `}`, 422, "files"},
+		{"compiler options, interpreted", `{` + ok + `,` + test + `,"compiler_options":["-O2"]}`, 422, "compiler_options"},
+		{"compiler options too long", `{` + ok + `,` + test + `,"compiler_options":["` + strings.Repeat("-O", 300) + `"]}`, 422, "compiler_options"},
+		{"NUL in an argument", `{` + ok + `,` + test + `,"args":["a\u0000b"]}`, 422, "args[0]"},
+		{"limit over its maximum", `{` + ok + `,` + test + `,"limits":{"cpu_time":100}}`, 422, "limits.cpu_time"},
+		{"negative limit", `{` + ok + `,` + test + `,"limits":{"memory":-1}}`, 422, "limits.memory"},
+		{"multi-file without run script", `{"language":"multi-file","files":[{"name":"main.c","content":"1"}],` + test + `}`, 422, "files"},
+	}
+	refused := 0
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, m, _ := s.call(t, "POST", "/v1/runs?wait=true", tt.body)
+			if code == 400 || code == 422 {
+				refused++
+			}
+			if code != tt.code {
+				t.Fatalf("%d %v, want %d", code, m, tt.code)
+			}
+			if tt.field != "" && m[tt.field] == nil {
+				t.Fatalf("422 body %v does not name %s", m, tt.field)
+			}
+			if tt.code == 400 && m["error"] == nil {
+				t.Fatalf("400 without an error message: %v", m)
+			}
+		})
+	}
+	if refused != len(tests) {
+		t.Errorf("%d bad runs sent, %d refused", len(tests), refused)
+	}
+	if n, _ := s.q.Depth(context.Background()); n != 0 {
+		t.Fatalf("bad runs reached the queue: depth %d", n)
+	}
+	if code, m, _ := s.call(t, "GET", "/v1/runs/no-such-run", ""); code != 404 || m["error"] == nil {
+		t.Fatalf("unknown run: %d %v", code, m)
+	}
+}
+
+// A queued run reads In Queue with its test count; its id is not a
+// submission's; runs share the queue's bound (503 past it).
+func TestRunQueued(t *testing.T) {
+	s := startService(t, queue.Config{MaxLen: 1}, 0)
+	body := `{"language":71,"files":[{"name":"main.py","content":"print(1)"}],"tests":[{},{}]}`
+	code, m, _ := s.call(t, "POST", "/v1/runs", body)
+	id, _ := m["id"].(string)
+	if code != 201 || id == "" {
+		t.Fatalf("%d %v", code, m)
+	}
+	if code, m, h := s.call(t, "POST", "/v1/runs", body); code != 503 || h.Get("Retry-After") == "" {
+		t.Fatalf("over the queue's bound: %d %v", code, m)
+	}
+	_, m, _ = s.call(t, "GET", "/v1/runs/"+id, "")
+	if statusID(m) != 1 || summary(m)["tests"] != 2.0 {
+		t.Fatalf("queued run: %v", m)
+	}
+	if code, _, _ := s.call(t, "GET", "/submissions/"+id, ""); code != 404 {
+		t.Fatalf("a queued run read as a submission: %d", code)
+	}
+}

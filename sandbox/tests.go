@@ -1,0 +1,90 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"microbox/sandbox/protocol"
+)
+
+// TestResult is what came of one test of a multi-test job.
+type TestResult struct {
+	Status   Status
+	Message  string // why, for anything but Accepted
+	Stdout   []byte
+	Stderr   []byte
+	ExitCode int // -1 when killed by a signal
+	Signal   int // 0 when it exited
+	// CPUTime is native-equivalent (GuestCPUTime / TimeScale); WallTime is
+	// as measured in the guest.
+	CPUTime, GuestCPUTime, WallTime time.Duration
+	Memory                          int64          // peak bytes
+	Limit                           protocol.Limit // the limit that stopped the program, if any
+	StdoutTruncated                 bool
+	StderrTruncated                 bool
+}
+
+// output takes a Stdout or Stderr frame: it belongs to the test under way
+// in a multi-test job, else to the job's single run.
+func (res *Result) output(typ protocol.Type, p []byte) {
+	stdout, stderr := &res.Stdout, &res.Stderr
+	if n := len(res.Tests); n > 0 {
+		stdout, stderr = &res.Tests[n-1].Stdout, &res.Tests[n-1].Stderr
+	}
+	if typ == protocol.TypeStdout {
+		*stdout = append(*stdout, p...)
+	} else {
+		*stderr = append(*stderr, p...)
+	}
+}
+
+// startTest takes a Test frame: the agent starts the next of tests.
+func (res *Result) startTest(p []byte, tests int) error {
+	var ts protocol.TestStart
+	if err := json.Unmarshal(p, &ts); err != nil {
+		return fmt.Errorf("decode test frame: %w", err)
+	}
+	if ts.Index != len(res.Tests) || ts.Index >= tests {
+		return fmt.Errorf("the agent started test %d after %d of %d", ts.Index, len(res.Tests), tests)
+	}
+	res.Tests = append(res.Tests, TestResult{})
+	return nil
+}
+
+// fillTests completes a multi-test job's result from the agent's: each
+// started test gets its measurements and verdict.
+func (res *Result) fillTests(ar *protocol.Result) error {
+	res.Compile, res.CompileOutput = ar.Compile, ar.CompileOutput
+	if msg := compileFailure(ar.Compile); msg != "" {
+		res.Status, res.Message = StatusCompilationErr, msg
+		res.ExitCode, res.Signal = ar.Compile.ExitCode, ar.Compile.Signal
+		return nil
+	}
+	switch {
+	case ar.Run != nil:
+		return fmt.Errorf("the agent answered a multi-test job with a single run: does it predate multi-test jobs?")
+	case len(ar.Tests) != len(res.Tests):
+		return fmt.Errorf("the agent measured %d tests and started %d", len(ar.Tests), len(res.Tests))
+	case len(ar.Tests) == 0:
+		return fmt.Errorf("the agent ran no test")
+	}
+	res.Status = StatusAccepted
+	for i := range res.Tests {
+		t, sr := &res.Tests[i], &ar.Tests[i]
+		t.Status, t.Message = runVerdict(sr)
+		t.ExitCode, t.Signal = sr.ExitCode, sr.Signal
+		t.GuestCPUTime, t.WallTime, t.Memory = sr.CPUTime, sr.WallTime, sr.Memory
+		t.CPUTime = time.Duration(float64(sr.CPUTime) / res.TimeScale)
+		t.Limit = sr.Limit
+		t.StdoutTruncated, t.StderrTruncated = sr.StdoutTruncated, sr.StderrTruncated
+		res.CPUTime += t.CPUTime
+		res.GuestCPUTime += t.GuestCPUTime
+		res.WallTime += t.WallTime
+		res.Memory = max(res.Memory, t.Memory)
+		if res.Status == StatusAccepted && t.Status != StatusAccepted {
+			res.Status, res.Message = t.Status, fmt.Sprintf("test %d: %s", i, t.Message)
+		}
+	}
+	return nil
+}
