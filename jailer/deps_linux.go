@@ -32,7 +32,7 @@ func binaryDeps(bin string) ([]string, error) {
 	depsMu.Lock()
 	defer depsMu.Unlock()
 	if d, ok := depsCache[bin]; ok {
-		return d, nil
+		return slices.Clone(d), nil // callers append to it: never to the cache
 	}
 	deps, err := ldd(bin)
 	if err != nil {
@@ -56,7 +56,7 @@ func binaryDeps(bin string) ([]string, error) {
 	slices.Sort(deps)
 	deps = slices.Compact(deps)
 	depsCache[bin] = deps
-	return deps, nil
+	return slices.Clone(deps), nil
 }
 
 // ldd returns the absolute paths ldd prints for a binary.

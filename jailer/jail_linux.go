@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 )
 
@@ -204,7 +205,7 @@ func Start(cfg Config) (j *Jail, err error) {
 	}
 	spec := Spec{
 		Jail: dir, Binary: cfg.Binary, Args: cfg.Args,
-		ReadOnly: append(deps, cfg.ReadOnly...), Writable: cfg.Writable, KVM: cfg.KVM, Proc: cfg.Proc,
+		ReadOnly: slices.Concat(deps, cfg.ReadOnly), Writable: cfg.Writable, KVM: cfg.KVM, Proc: cfg.Proc,
 		UID: cfg.UID, GID: cfg.GID, Limits: cfg.Limits, Seccomp: cfg.Seccomp, NFiles: len(cfg.ExtraFiles),
 	}
 	if err := json.NewEncoder(specW).Encode(spec); err != nil {

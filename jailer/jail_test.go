@@ -318,3 +318,22 @@ func TestParseLdd(t *testing.T) {
 		t.Fatalf("parseLdd = %v", got)
 	}
 }
+
+// binaryDeps hands out copies: two jails starting at once append their own
+// files to what it returns, which must never reach the cache (a shared
+// backing array once let one VM's jail bind another VM's image).
+func TestBinaryDepsReturnsCopies(t *testing.T) {
+	a, err := binaryDeps("/bin/sh")
+	if err != nil {
+		t.Skip(err)
+	}
+	a = append(a[:0], "/poisoned")
+	b, err := binaryDeps("/bin/sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > 0 && b[0] == "/poisoned" {
+		t.Fatalf("binaryDeps returned its cached slice: %v", b)
+	}
+	_ = a
+}
