@@ -19,6 +19,7 @@ import (
 	"microbox/internal/redistest"
 	"microbox/internal/vmtest"
 	"microbox/queue"
+	"microbox/vmm"
 )
 
 // TestServeEndToEnd runs the real binary: submit through HTTP, then SIGTERM
@@ -39,7 +40,22 @@ func startProc(t *testing.T, bin, socket string, stderr *bytes.Buffer, args ...s
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = io.Copy(io.Discard, out) })
+	t.Cleanup(func() {
+		// SIGTERM first: a worker closes its pooled VMs on the way out.
+		// One that does not exit in time, or was SIGKILLed by the test,
+		// leaves VM folders, which CleanStale removes as a new worker
+		// would.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _, _ = io.Copy(io.Discard, out); _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(40 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		_, _ = vmm.CleanStale("")
+	})
 	r := bufio.NewReader(out)
 	for {
 		line, err := r.ReadString('\n')
