@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -240,7 +241,9 @@ func Restore(ctx context.Context, c Config, snap *Snapshot) (*VM, error) {
 		return nil, vm.fail(ctx, err)
 	}
 	vm.BootTime = time.Since(start)
+	vm.mu.Lock()
 	vm.paused = true
+	vm.mu.Unlock()
 	return vm, nil
 }
 
@@ -274,7 +277,9 @@ func (vm *VM) Pause() error {
 	if _, err := vm.QMP().Execute("stop", nil, migrationTimeout); err != nil {
 		return err
 	}
+	vm.mu.Lock()
 	vm.paused = true
+	vm.mu.Unlock()
 	return nil
 }
 
@@ -283,25 +288,14 @@ func (vm *VM) Pause() error {
 // them. It returns how long that took.
 func (vm *VM) Resume(timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
-	if vm.paused {
+	agent, paused, err := vm.sendResume()
+	if err != nil {
+		return 0, err
+	}
+	if paused {
 		if _, err := vm.QMP().Execute("cont", nil, timeout); err != nil {
 			return 0, err
 		}
-		vm.paused = false
-	}
-	entropy := make([]byte, 64)
-	if _, err := rand.Read(entropy); err != nil {
-		return 0, err
-	}
-	vm.mu.Lock()
-	agent := vm.agent
-	vm.mu.Unlock()
-	if agent == nil {
-		return 0, ErrClosed
-	}
-	msg, _ := protocol.Resume{Time: time.Now(), Entropy: entropy}.MarshalBinary()
-	if err := protocol.WriteFrame(agent, protocol.TypeResume, msg); err != nil {
-		return 0, fmt.Errorf("resume agent: %w", err)
 	}
 	_ = agent.SetReadDeadline(start.Add(timeout))
 	defer agent.SetReadDeadline(time.Time{})
@@ -332,35 +326,45 @@ func (vm *VM) Resume(timeout time.Duration) (time.Duration, error) {
 // refuses to continue, the VM is closed, so that the reader gets an error
 // instead of waiting on a guest that never runs.
 func (vm *VM) ResumeAsync() error {
-	entropy := make([]byte, 64)
-	if _, err := rand.Read(entropy); err != nil {
+	_, paused, err := vm.sendResume()
+	if err != nil || !paused {
 		return err
 	}
+	go func() {
+		if _, err := vm.QMP().Execute("cont", nil, migrationTimeout); err != nil {
+			vm.mu.Lock()
+			closed := vm.closed
+			vm.mu.Unlock()
+			if !closed {
+				vm.log.Warn("clone did not continue: closed", "err", err)
+				_ = vm.Close()
+			}
+		}
+	}()
+	return nil
+}
+
+// sendResume writes the Resume message (fresh entropy, the time now) to the
+// agent's port. The guest reads it once it runs: sending before "cont"
+// costs nothing and saves a round trip. paused says whether the caller must
+// still continue the VM.
+func (vm *VM) sendResume() (agent net.Conn, paused bool, err error) {
+	entropy := make([]byte, 64)
+	if _, err := rand.Read(entropy); err != nil {
+		return nil, false, err
+	}
 	vm.mu.Lock()
-	agent, paused := vm.agent, vm.paused
+	agent, paused = vm.agent, vm.paused
 	vm.paused = false
 	vm.mu.Unlock()
 	if agent == nil {
-		return ErrClosed
+		return nil, false, ErrClosed
 	}
 	msg, _ := protocol.Resume{Time: time.Now(), Entropy: entropy}.MarshalBinary()
 	if err := protocol.WriteFrame(agent, protocol.TypeResume, msg); err != nil {
-		return fmt.Errorf("resume agent: %w", err)
+		return nil, false, fmt.Errorf("resume agent: %w", err)
 	}
-	if paused {
-		go func() {
-			if _, err := vm.QMP().Execute("cont", nil, migrationTimeout); err != nil {
-				vm.mu.Lock()
-				closed := vm.closed
-				vm.mu.Unlock()
-				if !closed {
-					vm.log.Warn("clone did not continue: closed", "err", err)
-					_ = vm.Close()
-				}
-			}
-		}()
-	}
-	return nil
+	return agent, paused, nil
 }
 
 // seal makes a template's memfd immutable. F_SEAL_WRITE fails with EBUSY
