@@ -153,14 +153,20 @@ func (r *Runner) snapshotNow(st *langState, lang languages.Language, img languag
 	return nil
 }
 
+// built looks a language up and finds its built image.
+func (r *Runner) built(langID string) (languages.Language, languages.Image, error) {
+	lang, err := languages.Lookup(langID)
+	if err != nil {
+		return lang, languages.Image{}, fmt.Errorf("%w: %w", ErrBadJob, err)
+	}
+	img, err := languages.Find(r.cfg.CacheDir, lang)
+	return lang, img, err
+}
+
 // Snapshot returns the language's snapshot, loading it from the cache or
 // building it (a boot and one warm-up run) if need be, and waits for it.
 func (r *Runner) Snapshot(ctx context.Context, langID string) (*vmm.Snapshot, error) {
-	lang, err := languages.Lookup(langID)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadJob, err)
-	}
-	img, err := languages.Find(r.cfg.CacheDir, lang)
+	lang, img, err := r.built(langID)
 	if err != nil {
 		return nil, err
 	}
@@ -331,11 +337,7 @@ func (r *Runner) Prepare(ctx context.Context, langID string) error {
 	if r.cfg.Cold {
 		return nil
 	}
-	lang, err := languages.Lookup(langID)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrBadJob, err)
-	}
-	img, err := languages.Find(r.cfg.CacheDir, lang)
+	lang, img, err := r.built(langID)
 	if err != nil {
 		return err
 	}
@@ -647,11 +649,7 @@ func (r *Runner) Restore(ctx context.Context, langID string) (*vmm.VM, error) {
 // Boot cold-boots a VM for the language; the caller owns it. For
 // benchmarks and tools.
 func (r *Runner) Boot(ctx context.Context, langID string) (*vmm.VM, error) {
-	lang, err := languages.Lookup(langID)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadJob, err)
-	}
-	img, err := languages.Find(r.cfg.CacheDir, lang)
+	_, img, err := r.built(langID)
 	if err != nil {
 		return nil, err
 	}

@@ -457,37 +457,21 @@ func copySparse(path string, src *os.File, size int64) error {
 	if err := dst.Truncate(size); err != nil {
 		return err
 	}
-	buf := make([]byte, 1<<20)
 	zero := make([]byte, 4096)
-	for off := int64(0); off < size; {
-		data, err := unix.Seek(int(src.Fd()), off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) { // no data past off
-			break
-		}
-		if err != nil {
-			return err
-		}
-		hole, err := unix.Seek(int(src.Fd()), data, unix.SEEK_HOLE)
-		if err != nil {
-			return err
-		}
-		for p := data; p < hole; {
-			n, err := src.ReadAt(buf[:min(int64(len(buf)), hole-p)], p)
-			if n == 0 && err != nil {
+	err = forEachExtent(src, size, func(off int64, data []byte) error {
+		for i := 0; i < len(data); i += len(zero) {
+			page := data[i:min(i+len(zero), len(data))]
+			if string(page) == string(zero[:len(page)]) {
+				continue
+			}
+			if _, err := dst.WriteAt(page, off+int64(i)); err != nil {
 				return err
 			}
-			for i := 0; i < n; i += len(zero) {
-				page := buf[i:min(i+len(zero), n)]
-				if string(page) == string(zero[:len(page)]) {
-					continue
-				}
-				if _, err := dst.WriteAt(page, p+int64(i)); err != nil {
-					return err
-				}
-			}
-			p += int64(n)
 		}
-		off = hole
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return dst.Sync()
 }
@@ -551,6 +535,16 @@ func LoadSnapshot(cacheDir string, c Config) (*Snapshot, error) {
 // copyData copies the data extents of src into dst (a fresh memfd, so
 // holes stay holes and cost no memory).
 func copyData(dst, src *os.File, size int64) error {
+	return forEachExtent(src, size, func(off int64, data []byte) error {
+		_, err := dst.WriteAt(data, off)
+		return err
+	})
+}
+
+// forEachExtent reads the first size bytes of src, skipping its holes
+// (SEEK_DATA, SEEK_HOLE), and hands each chunk of data to fn with its
+// offset.
+func forEachExtent(src *os.File, size int64, fn func(off int64, data []byte) error) error {
 	buf := make([]byte, 1<<20)
 	for off := int64(0); off < size; {
 		data, err := unix.Seek(int(src.Fd()), off, unix.SEEK_DATA)
@@ -564,12 +558,13 @@ func copyData(dst, src *os.File, size int64) error {
 		if err != nil {
 			return err
 		}
+		hole = min(hole, size)
 		for p := data; p < hole; {
 			n, err := src.ReadAt(buf[:min(int64(len(buf)), hole-p)], p)
 			if n == 0 && err != nil {
 				return err
 			}
-			if _, err := dst.WriteAt(buf[:n], p); err != nil {
+			if err := fn(p, buf[:n]); err != nil {
 				return err
 			}
 			p += int64(n)
