@@ -49,6 +49,9 @@ func startService(t *testing.T, qcfg queue.Config, workers int) *service {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Registered before the worker's cleanup, so it runs after it:
+		// ends a snapshot build still under way in the background.
+		t.Cleanup(func() { r.Close() })
 		ctx, cancel := context.WithCancel(context.Background())
 		w := &queue.Worker{Queue: q, Name: "test", Concurrency: workers, Handle: Handler(r, CallbackPolicy{AllowPrivate: true}, metrics, log), Exhausted: Exhausted, Logger: log}
 		done := make(chan struct{})

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -304,4 +305,26 @@ func TestPoolMemoryBudget(t *testing.T) {
 		t.Fatalf("pool holds %+v under a 1 MiB budget", st)
 	}
 	wantHello(t, runOn(t, r, hello(t, "bash")), StartRestore)
+}
+
+// A clone that sat paused in the pool gets the host's time when it is
+// taken: its clock stood still while it waited.
+func TestPooledCloneClockIsCurrent(t *testing.T) {
+	r := newWarmRunner(t, "bash", warmConfig(t, 1, nil))
+	time.Sleep(5 * time.Second)
+	before := time.Now()
+	res := runOn(t, r, Job{Language: "bash", Source: []byte("date +%s.%N")})
+	after := time.Now()
+	wantStatus(t, res, StatusAccepted)
+	if res.Start != StartPool {
+		t.Fatalf("started by %q, want pool", res.Start)
+	}
+	var sec, nsec int64
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(res.Stdout)), "%d.%d", &sec, &nsec); err != nil {
+		t.Fatalf("date printed %q: %v", res.Stdout, err)
+	}
+	guest := time.Unix(sec, nsec)
+	if guest.Before(before.Add(-time.Second)) || guest.After(after.Add(time.Second)) {
+		t.Fatalf("guest clock %v, host between %v and %v", guest, before, after)
+	}
 }
