@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -327,4 +328,55 @@ func TestPooledCloneClockIsCurrent(t *testing.T) {
 	if guest.Before(before.Add(-time.Second)) || guest.After(after.Add(time.Second)) {
 		t.Fatalf("guest clock %v, host between %v and %v", guest, before, after)
 	}
+}
+
+// A VM being made for the pool runs at a low priority, so a refill does
+// not slow the jobs next to it; taken for a job, it is back at normal.
+func TestPoolVMsRunAtLowPriorityUntilTaken(t *testing.T) {
+	r := newWarmRunner(t, "bash", warmConfig(t, 1, nil))
+	st := r.state("bash")
+	st.mu.Lock()
+	p := st.pool
+	st.mu.Unlock()
+	v := <-p.vms
+	r.pooledMem.Add(-v.mem)
+	defer v.vm.Close()
+	if got := threadNices(t, v.vm.Pid()); len(got) == 0 || got[0] != poolNice || got[len(got)-1] != poolNice {
+		t.Fatalf("pooled VM's threads have nice %v, want all %d", got, poolNice)
+	}
+	p.vms <- v
+	r.pooledMem.Add(v.mem)
+	vm := p.take(r.log)
+	if vm == nil {
+		t.Fatal("pool empty")
+	}
+	if got := threadNices(t, vm.Pid()); len(got) == 0 || got[0] != 0 || got[len(got)-1] != 0 {
+		t.Fatalf("taken VM's threads have nice %v, want all 0", got)
+	}
+}
+
+// threadNices returns the sorted nice values of a process's threads.
+func threadNices(t *testing.T, pid int) []int {
+	t.Helper()
+	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nices []int
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// Fields after the command's closing parenthesis; nice is the 19th
+		// field of the line, the 17th after it.
+		rest := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		var n int
+		if _, err := fmt.Sscan(rest[16], &n); err != nil {
+			t.Fatal(err)
+		}
+		nices = append(nices, n)
+	}
+	slices.Sort(nices)
+	return nices
 }

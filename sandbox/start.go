@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"microbox/languages"
@@ -398,6 +399,7 @@ func (p *pool) take(log *slog.Logger) *vmm.VM {
 			return nil
 		}
 		p.r.pooledMem.Add(-v.mem)
+		renice(v.vm.Pid(), 0) // a job's VM runs at normal priority
 		if err := v.vm.ResumeAsync(); err != nil {
 			log.Warn("pooled VM did not resume: dropped", "err", err)
 			_ = v.vm.Close()
@@ -501,6 +503,9 @@ func (p *pool) make(ctx context.Context) (pooled, error) {
 		p.r.dropSnapshot(p.st, snap, err)
 		return pooled{}, err
 	}
+	// A refill is background work: under load it must not slow the jobs
+	// running next to it (a warm-up run costs as much CPU as a job).
+	renice(vm.Pid(), poolNice)
 	if err := p.r.warm(ctx, vm, p.lang, p.log); err != nil {
 		_ = vm.Close()
 		return pooled{}, err
@@ -515,6 +520,23 @@ func (p *pool) make(ctx context.Context) (pooled, error) {
 		return pooled{}, err
 	}
 	return pooled{vm: vm, mem: mem}, nil
+}
+
+// poolNice is the scheduling priority of a VM while it is made for the
+// pool: CFS gives a nice-0 job about ten times its CPU share.
+const poolNice = 10
+
+// renice sets the nice value of every thread of process pid (nice is per
+// thread on Linux, and QEMU's vCPU threads already run). Threads created
+// later inherit it from their creator. Best effort: a thread may end
+// meanwhile, and the priority only affects speed.
+func renice(pid, nice int) {
+	tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			_ = syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice)
+		}
+	}
 }
 
 // overBudget says whether one more pooled VM would pass the memory budget.
