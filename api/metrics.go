@@ -2,10 +2,12 @@ package api
 
 import (
 	"context"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"microbox/queue"
 	"microbox/sandbox"
@@ -67,6 +69,11 @@ func NewMetrics(q *queue.Queue) *Metrics {
 		}))
 	}
 	return m
+}
+
+// Handler serves the metrics in Prometheus' text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
 // observe records a finished submission.

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"microbox/languages"
@@ -111,7 +110,7 @@ func New(cfg Config) *Server {
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)
 	if cfg.Metrics != nil {
-		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Metrics.reg, promhttp.HandlerOpts{})))
+		e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
 	}
 	return s
 }

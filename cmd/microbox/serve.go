@@ -35,6 +35,7 @@ type serveFlags struct {
 	claimIdle               time.Duration
 	noJail, verbose         bool
 	cold                    bool
+	metricsListen           string
 	pool, poolMemory        int
 }
 
@@ -69,6 +70,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&f.pool, "pool", runtime.NumCPU(), "restored, warmed, paused VMs kept ready per language once it is used; 0: restore each job's VM from the snapshot")
 	fs.IntVar(&f.poolMemory, "pool-memory", sandbox.DefaultPoolMemoryMiB, "MiB of host memory all pooled VMs together may hold")
 	fs.BoolVar(&f.cold, "cold", false, "boot every VM from the kernel: no snapshots, no pool (for comparison)")
+	fs.StringVar(&f.metricsListen, "metrics-listen", "127.0.0.1:9358", "microbox worker only: address to serve /metrics on (job outcomes and latencies are counted where jobs run); empty: none")
 	fs.BoolVar(&f.verbose, "v", false, "debug logs")
 	fs.BoolVar(&f.callbackPrivate, "callback-allow-private", false, "let callback_url reach loopback and private networks (refused by default: SSRF)")
 	fs.StringVar(&f.authToken, "auth-token", os.Getenv("MICROBOX_AUTH_TOKEN"), "require this X-Auth-Token on every request ($MICROBOX_AUTH_TOKEN); empty: no auth")
@@ -151,6 +153,21 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 			Handle: api.Handler(runner, api.CallbackPolicy{AllowPrivate: f.callbackPrivate}, metrics, log), Exhausted: api.Exhausted, JobContext: jobCtx, Logger: log,
 		}
 		go func() { w.Run(ctx); close(workersDone) }()
+		if !r.api && f.metricsListen != "" {
+			// A worker without the API: its job metrics are nowhere else.
+			// A second worker on the host finds the port taken: it runs
+			// on without metrics rather than not at all.
+			if ln, err := net.Listen("tcp", f.metricsListen); err != nil {
+				log.Warn("no /metrics for this worker", "listen", f.metricsListen, "err", err)
+			} else {
+				mux := http.NewServeMux()
+				mux.Handle("/metrics", metrics.Handler())
+				msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+				go func() { _ = msrv.Serve(ln) }()
+				defer msrv.Close()
+				fmt.Fprintf(stdout, "microbox: serving /metrics on http://%s\n", ln.Addr())
+			}
+		}
 		fmt.Fprintf(stdout, "microbox: %d workers (accel %s, jailed %v)\n", f.workers, runner.Accel(), !f.noJail)
 	} else {
 		close(workersDone)

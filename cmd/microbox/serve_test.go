@@ -202,10 +202,20 @@ func TestWorkerKilledMidJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = w1.Wait()
-	startProc(t, bin, srv.Socket, &w2Err, "worker", "--workers", "1", "--claim-idle", "3s")
+	_, w2Metrics := startProc(t, bin, srv.Socket, &w2Err, "worker", "--workers", "1", "--claim-idle", "3s", "--metrics-listen", "127.0.0.1:0")
 	wait := post(t, base, "/submissions?wait=true", `{"source_code":"echo after","language_id":46}`)
 	if wait["stdout"] != "after\n" {
 		t.Fatalf("second worker: %v", wait)
+	}
+	// A worker-only process serves the metrics of the jobs it ran.
+	resp, err := http.Get(w2Metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `microbox_jobs_total{status="Accepted"}`) {
+		t.Fatalf("the worker's /metrics has no finished job:\n%s", body)
 	}
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		resp, err := http.Get(base + "/submissions/" + token + "?fields=stdout,status")
