@@ -177,6 +177,13 @@ func TestSubmitAndWait(t *testing.T) {
 	if statusID(m) != 3 || !bytes.Equal(out, []byte{0xff, 0x00, 0x41}) {
 		t.Fatalf("base64 output: %v", m)
 	}
+
+	// redirect_stderr_to_stdout: one pipe, so the lines interleave as
+	// written (flushed after each), and stderr comes back empty.
+	_, m, _ = s.call(t, "POST", "/submissions?wait=true", `{"source_code":"import sys\nfor i in range(3):\n    print('out', i, flush=True)\n    print('err', i, file=sys.stderr, flush=True)","language_id":71,"redirect_stderr_to_stdout":true}`)
+	if want := "out 0\nerr 0\nout 1\nerr 1\nout 2\nerr 2\n"; statusID(m) != 3 || m["stdout"] != want || m["stderr"] != nil {
+		t.Fatalf("redirect_stderr_to_stdout: stdout %q (want %q), stderr %v", m["stdout"], want, m["stderr"])
+	}
 }
 
 func TestBadInputAndUnknownToken(t *testing.T) {

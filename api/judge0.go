@@ -219,6 +219,7 @@ func validate(r *request, b64 bool, pol policy, built map[string]bool) (*submiss
 		s.CallbackURL = *r.CallbackURL
 	}
 	s.RedirectStderr = r.RedirectStderr != nil && *r.RedirectStderr
+	s.Job.MergeStderr = s.RedirectStderr
 	s.Job.Limits, s.CPULimit = limitFields{
 		CPUTime: r.CPUTimeLimit, CPUExtraTime: r.CPUExtraTime, WallTime: r.WallTimeLimit, Memory: r.MemoryLimit,
 		Stack: r.StackLimit, Processes: r.MaxProcesses, FileSize: r.MaxFileSize,

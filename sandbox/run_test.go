@@ -381,3 +381,13 @@ func TestCancelKillsVM(t *testing.T) {
 		t.Fatalf("a cancelled run left: %v", leaks)
 	}
 }
+
+// MergeStderr gives the program one pipe: stdout and stderr interleave as
+// written, all of it in Stdout, counted once.
+func TestMergeStderrInterleaves(t *testing.T) {
+	res := run(t, Job{Language: "bash", Source: []byte("echo a; echo b >&2; echo c; echo d >&2"), MergeStderr: true})
+	wantStatus(t, res, StatusAccepted)
+	if string(res.Stdout) != "a\nb\nc\nd\n" || len(res.Stderr) != 0 {
+		t.Fatalf("stdout %q, stderr %q", res.Stdout, res.Stderr)
+	}
+}

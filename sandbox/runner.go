@@ -90,6 +90,9 @@ type Job struct {
 	// StopOnFailure ends a multi-test job after the first test whose
 	// program did not exit 0 within its limits.
 	StopOnFailure bool
+	// MergeStderr sends the program's stderr into its stdout (2>&1),
+	// interleaved as written (Judge0's redirect_stderr_to_stdout).
+	MergeStderr bool
 }
 
 // Result is what came of a job.
@@ -338,6 +341,7 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 		WorkDirSize:   MaxMemory,
 		Tests:         job.Tests,
 		StopOnFailure: job.StopOnFailure,
+		MergeStderr:   job.MergeStderr,
 	}
 	if len(job.Command) == 0 || len(job.Source) > 0 {
 		wire.Files = append([]protocol.File{{Name: lang.SourceFile, Data: job.Source}}, job.Files...)

@@ -86,14 +86,12 @@ func (a *agent) runJob(job *protocol.Job, w *protocol.Writer) (*protocol.Result,
 		}
 		return res, nil
 	}
-	stdout := &frameSink{w: w, typ: protocol.TypeStdout, limit: job.Run.Limits.Output}
-	stderr := &frameSink{w: w, typ: protocol.TypeStderr, limit: job.Run.Limits.Output}
+	stdout, stderr := outputSinks(w, job)
 	sr, err := a.runStep(fmt.Sprintf("run-%d", a.jobs), &job.Run, stdinPath, stdout, stderr)
 	if err != nil {
 		return nil, fmt.Errorf("run: %w", err)
 	}
-	sr.StdoutBytes, sr.StdoutTruncated = stdout.n, stdout.truncated
-	sr.StderrBytes, sr.StderrTruncated = stderr.n, stderr.truncated
+	countOutput(sr, stdout, stderr)
 	res.Run = sr
 	return res, nil
 }
@@ -231,6 +229,25 @@ func rlimits(l protocol.Limits) []rlimitSet {
 
 // runStep runs one step to its end and measures it. An error means the agent
 // itself failed; everything the program did is in the StepResult.
+// outputSinks returns the sinks of a run step's stdout and stderr: one sink
+// for both when the job merges stderr into stdout, so that the program
+// gets one pipe and the two interleave as it wrote them.
+func outputSinks(w *protocol.Writer, job *protocol.Job) (stdout, stderr *frameSink) {
+	stdout = &frameSink{w: w, typ: protocol.TypeStdout, limit: job.Run.Limits.Output}
+	if job.MergeStderr {
+		return stdout, stdout
+	}
+	return stdout, &frameSink{w: w, typ: protocol.TypeStderr, limit: job.Run.Limits.Output}
+}
+
+// countOutput records in sr what the sinks kept.
+func countOutput(sr *protocol.StepResult, stdout, stderr *frameSink) {
+	sr.StdoutBytes, sr.StdoutTruncated = stdout.n, stdout.truncated
+	if stderr != stdout {
+		sr.StderrBytes, sr.StderrTruncated = stderr.n, stderr.truncated
+	}
+}
+
 func (a *agent) runStep(name string, step *protocol.Step, stdinPath string, stdout, stderr sink) (*protocol.StepResult, error) {
 	cg, err := newCgroup(name, step.Limits.Memory, step.Limits.Processes)
 	if err != nil {

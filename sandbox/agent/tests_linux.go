@@ -57,14 +57,12 @@ func (a *agent) runTests(job *protocol.Job, mounts []mountSpec, w *protocol.Writ
 		if err := w.JSON(protocol.TypeTest, protocol.TestStart{Index: i}); err != nil {
 			return err
 		}
-		stdout := &frameSink{w: w, typ: protocol.TypeStdout, limit: job.Run.Limits.Output}
-		stderr := &frameSink{w: w, typ: protocol.TypeStderr, limit: job.Run.Limits.Output}
+		stdout, stderr := outputSinks(w, job)
 		sr, err := a.runStep(fmt.Sprintf("run-%d-%d", a.jobs, i), &job.Run, stdinPath, stdout, stderr)
 		if err != nil {
 			return fmt.Errorf("test %d: run: %w", i, err)
 		}
-		sr.StdoutBytes, sr.StdoutTruncated = stdout.n, stdout.truncated
-		sr.StderrBytes, sr.StderrTruncated = stderr.n, stderr.truncated
+		countOutput(sr, stdout, stderr)
 		res.Tests = append(res.Tests, *sr)
 		if job.StopOnFailure && failed(sr) {
 			break

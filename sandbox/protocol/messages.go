@@ -94,6 +94,10 @@ type Job struct {
 	// StopOnFailure ends a multi-test job after the first test whose run
 	// did not exit 0 within its limits; the tests after it are not run.
 	StopOnFailure bool `json:"stop_on_failure,omitempty"`
+	// MergeStderr gives the program one pipe for stdout and stderr (2>&1):
+	// the two interleave as written, all of it in Stdout frames, under the
+	// stdout cap.
+	MergeStderr bool `json:"merge_stderr,omitempty"`
 }
 
 // Test is one run of a multi-test job.
