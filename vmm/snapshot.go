@@ -65,10 +65,23 @@ func (s *Snapshot) RAMBytes() int64 {
 // command line (memory, vCPUs, accel, CPU model, devices), with the VM's
 // folder left out.
 func SnapshotKey(c Config) (string, error) {
+	_, key, err := snapshotConfig(c)
+	return key, err
+}
+
+// snapshotConfig fills c's defaults (checking its files and resolving its
+// accel once) and returns it with its snapshot key.
+func snapshotConfig(c Config) (Config, string, error) {
 	cfg, err := c.withDefaults()
 	if err != nil {
-		return "", err
+		return cfg, "", err
 	}
+	key, err := keyOf(cfg)
+	return cfg, key, err
+}
+
+// keyOf computes the key of a config whose defaults are filled.
+func keyOf(cfg Config) (string, error) {
 	parts := []string{snapshotFormat, cfg.SnapshotSalt}
 	for _, p := range []string{cfg.QEMU, cfg.Kernel, cfg.Initramfs, cfg.Image} {
 		id, err := fileIdentity(p)
@@ -100,11 +113,7 @@ func fileIdentity(p string) (string, error) {
 // pauses it and saves its device state. The VM is gone when it returns; the
 // memfd is sealed, so no clone and no escaped QEMU can change it.
 func BuildSnapshot(ctx context.Context, c Config, warm func(*VM) error) (*Snapshot, error) {
-	cfg, err := c.withDefaults()
-	if err != nil {
-		return nil, err
-	}
-	key, err := SnapshotKey(cfg)
+	cfg, key, err := snapshotConfig(c)
 	if err != nil {
 		return nil, err
 	}
@@ -481,11 +490,7 @@ func copySparse(path string, src *os.File, size int64) error {
 // is stored, and another error for one that cannot be read (then the
 // caller should build a new one).
 func LoadSnapshot(cacheDir string, c Config) (*Snapshot, error) {
-	cfg, err := c.withDefaults()
-	if err != nil {
-		return nil, err
-	}
-	key, err := SnapshotKey(cfg)
+	cfg, key, err := snapshotConfig(c)
 	if err != nil {
 		return nil, err
 	}
