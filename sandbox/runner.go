@@ -30,7 +30,7 @@ var ErrBadJob = errors.New("bad job")
 const DefaultMaxSource = 1 << 20
 
 // MaxStdin bounds a job's standard input: the job travels to the agent in
-// one frame, base64 inside JSON, under protocol.MaxPayload.
+// one frame, base64 inside JSON, under protocol.MaxHostPayload.
 const MaxStdin = 16 << 20
 
 // DefaultTCGTimeScale multiplies time limits (CPU and wall) under TCG, where
@@ -434,7 +434,7 @@ func (r *Runner) boot(ctx context.Context, img languages.Image, log *slog.Logger
 func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slog.Logger) (Result, error) {
 	res := Result{Accel: vm.Accel, TimeScale: r.cfg.TimeScale, BootTime: vm.BootTime}
 	w := protocol.NewWriter(vm.Agent())
-	if err := w.JSON(protocol.TypeJob, p.wire); err != nil {
+	if err := w.JSON(protocol.TypeJob, 0, p.wire); err != nil {
 		return Result{}, fmt.Errorf("send job: %w", err)
 	}
 	// The guest enforces its own wall limit; the host's deadline catches a
@@ -446,7 +446,7 @@ func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slo
 	}
 	defer vm.SetAgentDeadline(time.Time{})
 	for {
-		typ, payload, err := protocol.ReadFrame(vm.Agent())
+		f, err := protocol.ReadFrame(vm.Agent(), protocol.MaxGuestPayload)
 		if err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return Result{}, ctxErr
@@ -459,6 +459,10 @@ func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slo
 				return res, nil
 			}
 			return Result{}, fmt.Errorf("read from agent: %w", err)
+		}
+		typ, payload := f.Type, f.Payload
+		if f.Stream != 0 {
+			return Result{}, fmt.Errorf("the agent sent a %s frame on stream %d during a job", typ, f.Stream)
 		}
 		switch typ {
 		case protocol.TypeStdout, protocol.TypeStderr:

@@ -308,10 +308,11 @@ func (vm *VM) Resume(timeout time.Duration) (time.Duration, error) {
 	}
 	_ = agent.SetReadDeadline(start.Add(timeout))
 	defer agent.SetReadDeadline(time.Time{})
-	typ, payload, err := protocol.ReadFrame(agent)
+	f, err := protocol.ReadFrame(agent, protocol.MaxGuestPayload)
 	if err != nil {
 		return 0, fmt.Errorf("resume agent: %w", err)
 	}
+	typ, payload := f.Type, f.Payload
 	switch typ {
 	case protocol.TypeHello:
 		var h protocol.Hello
@@ -370,7 +371,7 @@ func (vm *VM) sendResume() (agent net.Conn, paused bool, err error) {
 		return nil, false, ErrClosed
 	}
 	msg, _ := protocol.Resume{Time: time.Now(), Entropy: entropy}.MarshalBinary()
-	if err := protocol.WriteFrame(agent, protocol.TypeResume, msg); err != nil {
+	if err := protocol.WriteFrame(agent, protocol.TypeResume, 0, msg); err != nil {
 		return nil, false, fmt.Errorf("resume agent: %w", err)
 	}
 	return agent, paused, nil

@@ -22,15 +22,16 @@ func runIn(t *testing.T, vm *vmm.VM, script string) string {
 			Processes: 64, FileSize: 16 << 20, OpenFiles: 256, Stack: 8 << 20, Output: 1 << 20,
 		}},
 	}
-	if err := protocol.NewWriter(vm.Agent()).JSON(protocol.TypeJob, job); err != nil {
+	if err := protocol.NewWriter(vm.Agent()).JSON(protocol.TypeJob, 0, job); err != nil {
 		t.Fatal(err)
 	}
 	var out strings.Builder
 	for {
-		typ, payload, err := protocol.ReadFrame(vm.Agent())
+		f, err := protocol.ReadFrame(vm.Agent(), protocol.MaxGuestPayload)
 		if err != nil {
 			t.Fatalf("read: %v\n%s", err, vm.Console())
 		}
+		typ, payload := f.Type, f.Payload
 		switch typ {
 		case protocol.TypeStdout:
 			out.Write(payload)

@@ -508,12 +508,12 @@ func (vm *VM) handshake(deadline time.Time) (protocol.Hello, error) {
 	vm.mu.Lock()
 	agent := vm.agent
 	vm.mu.Unlock()
-	if err := protocol.WriteFrame(agent, protocol.TypePing, nil); err != nil {
+	if err := protocol.WriteFrame(agent, protocol.TypePing, 0, nil); err != nil {
 		return hello, fmt.Errorf("ping agent: %w", err)
 	}
 	_ = agent.SetReadDeadline(deadline)
 	defer agent.SetReadDeadline(time.Time{})
-	typ, payload, err := protocol.ReadFrame(agent)
+	f, err := protocol.ReadFrame(agent, protocol.MaxGuestPayload)
 	if err != nil {
 		select {
 		case <-vm.exited:
@@ -522,6 +522,7 @@ func (vm *VM) handshake(deadline time.Time) (protocol.Hello, error) {
 		}
 		return hello, fmt.Errorf("waiting for the agent: %w", err)
 	}
+	typ, payload := f.Type, f.Payload
 	if typ != protocol.TypeHello {
 		return hello, fmt.Errorf("agent answered %s to ping", typ)
 	}

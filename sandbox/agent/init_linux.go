@@ -240,7 +240,7 @@ func (a *agent) serve() {
 	w := protocol.NewWriter(f)
 	a.log.Info("serving", "port", a.port)
 	for {
-		typ, payload, err := protocol.ReadFrame(r)
+		f, err := protocol.ReadFrame(r, protocol.MaxHostPayload)
 		if err != nil {
 			// The stream is out of step; there is no way to find the next
 			// frame boundary, so keep reading: the host will time out.
@@ -248,9 +248,10 @@ func (a *agent) serve() {
 			time.Sleep(20 * time.Millisecond)
 			continue
 		}
+		typ, payload := f.Type, f.Payload
 		switch typ {
 		case protocol.TypePing:
-			if err := w.Frame(protocol.TypeHello, a.hello); err != nil {
+			if err := w.Frame(protocol.TypeHello, 0, a.hello); err != nil {
 				a.log.Error("write hello", "err", err)
 			}
 		case protocol.TypeJob:
@@ -258,10 +259,10 @@ func (a *agent) serve() {
 		case protocol.TypeResume:
 			if err := resume(a.urandom, payload); err != nil {
 				a.log.Error("resume", "err", err)
-				_ = w.Frame(protocol.TypeError, []byte("resume: "+err.Error()))
+				_ = w.Frame(protocol.TypeError, 0, []byte("resume: "+err.Error()))
 				continue
 			}
-			if err := w.Frame(protocol.TypeHello, a.hello); err != nil {
+			if err := w.Frame(protocol.TypeHello, 0, a.hello); err != nil {
 				a.log.Error("write hello", "err", err)
 			}
 		default:
@@ -273,17 +274,17 @@ func (a *agent) serve() {
 func (a *agent) handleJob(w *protocol.Writer, payload []byte) {
 	var job protocol.Job
 	if err := json.Unmarshal(payload, &job); err != nil {
-		_ = w.Frame(protocol.TypeError, []byte("decode job: "+err.Error()))
+		_ = w.Frame(protocol.TypeError, 0, []byte("decode job: "+err.Error()))
 		return
 	}
 	a.jobs++
 	res, err := a.runJob(&job, w)
 	if err != nil {
 		a.log.Error("job failed", "job", job.ID, "err", err)
-		_ = w.Frame(protocol.TypeError, []byte(err.Error()))
+		_ = w.Frame(protocol.TypeError, 0, []byte(err.Error()))
 		return
 	}
-	if err := w.JSON(protocol.TypeResult, res); err != nil {
+	if err := w.JSON(protocol.TypeResult, 0, res); err != nil {
 		a.log.Error("write result", "job", job.ID, "err", err)
 	}
 }

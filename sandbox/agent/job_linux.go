@@ -167,7 +167,7 @@ type frameSink struct {
 func (s *frameSink) write(p []byte) bool {
 	keep, ok := capped(s.n, s.limit, p)
 	if len(keep) > 0 {
-		_ = s.w.Frame(s.typ, keep)
+		_ = s.w.Frame(s.typ, 0, keep)
 		s.n += int64(len(keep))
 	}
 	if !ok {

@@ -54,7 +54,7 @@ func (a *agent) runTests(job *protocol.Job, mounts []mountSpec, w *protocol.Writ
 		if err := os.WriteFile(stdinPath, t.Stdin, 0o600); err != nil {
 			return fmt.Errorf("test %d: stdin: %w", i, err)
 		}
-		if err := w.JSON(protocol.TypeTest, protocol.TestStart{Index: i}); err != nil {
+		if err := w.JSON(protocol.TypeTest, 0, protocol.TestStart{Index: i}); err != nil {
 			return err
 		}
 		stdout, stderr := outputSinks(w, job)

@@ -11,7 +11,7 @@ import (
 
 // Version is the protocol version. Bump it on any incompatible change to the
 // frame layout or to the JSON messages.
-const Version = 3
+const Version = 4
 
 // PortName is the name of the virtio-console port the agent serves on; the
 // guest finds its device by this name under /sys/class/virtio-ports.
@@ -20,16 +20,24 @@ const PortName = "microbox.agent"
 // Type says what a frame carries.
 type Type uint8
 
-// Frame types. Host→agent: Ping, Job. Agent→host: Hello, Stdout, Stderr,
-// Test, Result, Error. Types 8 and 9 are reserved.
+// Frame types. Stream 0 carries the VM's own messages and a one-shot job:
+// host→agent Ping, Resume, Job, Session; agent→host Hello, and a job's
+// Stdout, Stderr, Test, then Result or Error. A session's processes and
+// file transfers each have a stream of their own (ids chosen by the host,
+// from 1): host→agent Exec, Stdin, CloseStdin, Signal, Resize, FileOp,
+// Data, End, Credit; agent→host Started, Stdout, Stderr, Exit, Data, End,
+// Done, Error, Credit. Type 9 is reserved.
 const (
 	TypePing   Type = 1 // host asks the agent to announce itself; empty payload
 	TypeHello  Type = 2 // agent's answer to Ping: Hello as JSON
 	TypeJob    Type = 3 // a Job as JSON
-	TypeStdout Type = 4 // a chunk of the program's stdout, raw bytes
-	TypeStderr Type = 5 // a chunk of the program's stderr, raw bytes
+	TypeStdout Type = 4 // a chunk of a program's stdout, raw bytes
+	TypeStderr Type = 5 // a chunk of a program's stderr, raw bytes
 	TypeResult Type = 6 // the job's Result as JSON; ends the job
-	TypeError  Type = 7 // the agent could not run the job: a message; ends the job
+	// TypeError says the agent could not do what the stream asked: a
+	// message. On stream 0 it ends the job; on a session stream, that
+	// stream's process or file operation.
+	TypeError Type = 7
 	// TypeResume is sent to a VM restored from a snapshot, when it resumes:
 	// Resume in binary (Resume.MarshalBinary). The agent reseeds its
 	// randomness, sets its clock and answers with a Hello.
@@ -38,86 +46,144 @@ const (
 	// JSON. The Stdout and Stderr frames that follow, up to the next Test
 	// or the Result, are that test's output. Single-run jobs never send it.
 	TypeTest Type = 10
+
+	// TypeSession (stream 0) makes the VM a session's: a SessionInit as
+	// JSON. The agent answers Done (or Error) on stream 0.
+	TypeSession Type = 11
+	// TypeExec starts a process on a new stream: an Exec as JSON. The
+	// agent answers Started, then the process's Stdout and Stderr (under
+	// credit), then Exit; or Error if it could not start it.
+	TypeExec Type = 12
+	// TypeStdin is a chunk for the process's standard input (or its
+	// terminal), raw bytes, under the credit the agent granted.
+	TypeStdin Type = 13
+	// TypeCloseStdin closes the process's standard input; empty payload.
+	TypeCloseStdin Type = 14
+	// TypeSignal sends the process (its whole group) a signal: one byte.
+	TypeSignal Type = 15
+	// TypeResize changes a terminal's size: Resize in binary.
+	TypeResize Type = 16
+	// TypeCredit lets the other side send more on a stream: a uint32 (big
+	// endian) of bytes. The agent sends a stream's Stdout, Stderr and Data
+	// only within the credit the host granted (InitialCredit to start
+	// with), and the host its Stdin within the agent's: a side that stops
+	// reading stops the flow instead of growing the other's buffers.
+	TypeCredit Type = 17
+	// TypeStarted says a process runs: a Started as JSON.
+	TypeStarted Type = 18
+	// TypeExit ends a process's stream: its StepResult as JSON.
+	TypeExit Type = 19
+	// TypeFileOp starts a file operation on a new stream: a FileOp as
+	// JSON. A write is followed by Data frames and an End from the host;
+	// a read is answered by Data frames and an End from the agent. Every
+	// operation ends with Done (or Error) from the agent.
+	TypeFileOp Type = 20
+	// TypeData is a chunk of a file, raw bytes.
+	TypeData Type = 21
+	// TypeEnd ends a file's Data; empty payload.
+	TypeEnd Type = 22
+	// TypeDone ends a file operation or answers a Session: a Done as JSON.
+	TypeDone Type = 23
 )
 
+var typeNames = map[Type]string{
+	TypePing: "ping", TypeHello: "hello", TypeJob: "job", TypeStdout: "stdout", TypeStderr: "stderr",
+	TypeResult: "result", TypeError: "error", TypeResume: "resume", TypeTest: "test",
+	TypeSession: "session", TypeExec: "exec", TypeStdin: "stdin", TypeCloseStdin: "close-stdin",
+	TypeSignal: "signal", TypeResize: "resize", TypeCredit: "credit", TypeStarted: "started",
+	TypeExit: "exit", TypeFileOp: "file-op", TypeData: "data", TypeEnd: "end", TypeDone: "done",
+}
+
 func (t Type) String() string {
-	switch t {
-	case TypePing:
-		return "ping"
-	case TypeHello:
-		return "hello"
-	case TypeJob:
-		return "job"
-	case TypeStdout:
-		return "stdout"
-	case TypeStderr:
-		return "stderr"
-	case TypeResult:
-		return "result"
-	case TypeError:
-		return "error"
-	case TypeResume:
-		return "resume"
-	case TypeTest:
-		return "test"
+	if n, ok := typeNames[t]; ok {
+		return n
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
 
 // known says whether this version of the protocol has frames of type t.
 func (t Type) known() bool {
-	return (t >= TypePing && t <= TypeResume) || t == TypeTest
+	_, ok := typeNames[t]
+	return ok
 }
 
-// MaxPayload bounds one frame so a corrupt length cannot make the reader
-// allocate without limit. A job's files travel in one frame, so this is also
-// the ceiling for a job's total file size.
-const MaxPayload = 64 << 20
+// Frame caps. ReadFrame allocates at most its cap for a payload, so a
+// corrupt or hostile length cannot make the reader allocate without limit.
+const (
+	// MaxHostPayload bounds a frame from the host: a job's files travel in
+	// one frame, so this is also the ceiling of a job's total file size.
+	MaxHostPayload = 64 << 20
+	// MaxGuestPayload bounds a frame from the guest, whose every byte is
+	// hostile input: output and file chunks are at most ChunkSize, and the
+	// largest message, a multi-test job's Result (a StepResult per test
+	// and the compiler's output), stays well below it.
+	MaxGuestPayload = 1 << 20
+)
 
-const headerLen = 5
+// ChunkSize is the largest chunk of output or file data one frame carries.
+const ChunkSize = 32 << 10
 
-// ErrFrameTooLarge is returned for a frame whose length exceeds MaxPayload.
+// InitialCredit is the credit each side starts a stream with: the bytes of
+// Stdout, Stderr and Data (or of Stdin) it may send before the other side
+// grants more.
+const InitialCredit = 256 << 10
+
+// HeaderLen is the size of a frame's header: a type byte, the stream id
+// and the payload length, both uint32 big endian.
+const HeaderLen = 9
+
+// ErrFrameTooLarge is returned for a frame whose length exceeds the cap.
 var ErrFrameTooLarge = errors.New("protocol: frame too large")
 
 // ErrUnknownType is returned for a frame whose type this version does not know.
 var ErrUnknownType = errors.New("protocol: unknown frame type")
 
+// Frame is one message: a type, the stream it belongs to, and its payload.
+type Frame struct {
+	Type    Type
+	Stream  uint32
+	Payload []byte
+}
+
 // WriteFrame writes one frame in a single Write call.
-func WriteFrame(w io.Writer, t Type, payload []byte) error {
-	if len(payload) > MaxPayload {
+func WriteFrame(w io.Writer, t Type, stream uint32, payload []byte) error {
+	if len(payload) > MaxHostPayload {
 		return fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, len(payload))
 	}
-	buf := make([]byte, headerLen+len(payload))
+	buf := make([]byte, HeaderLen+len(payload))
 	buf[0] = byte(t)
-	binary.BigEndian.PutUint32(buf[1:headerLen], uint32(len(payload)))
-	copy(buf[headerLen:], payload)
+	binary.BigEndian.PutUint32(buf[1:5], stream)
+	binary.BigEndian.PutUint32(buf[5:HeaderLen], uint32(len(payload)))
+	copy(buf[HeaderLen:], payload)
 	_, err := w.Write(buf)
 	return err
 }
 
-// ReadFrame reads one frame. A stream that ends between frames returns
-// io.EOF; one that ends inside a frame returns io.ErrUnexpectedEOF.
-func ReadFrame(r io.Reader) (Type, []byte, error) {
-	var hdr [headerLen]byte
+// ReadFrame reads one frame whose payload is at most maxPayload bytes
+// (MaxGuestPayload for what the guest sends, MaxHostPayload for what the
+// host sends). A stream that ends between frames returns io.EOF; one that
+// ends inside a frame returns io.ErrUnexpectedEOF.
+func ReadFrame(r io.Reader, maxPayload int) (Frame, error) {
+	var hdr [HeaderLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, nil, err
+		return Frame{}, err
 	}
-	t := Type(hdr[0])
-	if !t.known() {
-		return 0, nil, fmt.Errorf("%w: %d", ErrUnknownType, hdr[0])
+	f := Frame{Type: Type(hdr[0]), Stream: binary.BigEndian.Uint32(hdr[1:5])}
+	if !f.Type.known() {
+		return Frame{}, fmt.Errorf("%w: %d", ErrUnknownType, hdr[0])
 	}
-	n := binary.BigEndian.Uint32(hdr[1:])
-	if n > MaxPayload {
-		return 0, nil, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
+	n := binary.BigEndian.Uint32(hdr[5:])
+	if int64(n) > int64(maxPayload) {
+		return Frame{}, fmt.Errorf("%w: %s frame of %d bytes, more than %d", ErrFrameTooLarge, f.Type, n, maxPayload)
 	}
-	payload := make([]byte, n)
-	if _, err := io.ReadFull(r, payload); err != nil {
+	f.Payload = make([]byte, n)
+	if _, err := io.ReadFull(r, f.Payload); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return 0, nil, err
+		return Frame{}, err
 	}
-	return t, payload, nil
+	return f, nil
 }
 
 // Writer serialises frames from several goroutines onto one stream.
@@ -130,17 +196,28 @@ type Writer struct {
 func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 
 // Frame writes one frame.
-func (w *Writer) Frame(t Type, payload []byte) error {
+func (w *Writer) Frame(t Type, stream uint32, payload []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return WriteFrame(w.w, t, payload)
+	return WriteFrame(w.w, t, stream, payload)
 }
 
 // JSON writes one frame whose payload is v encoded as JSON.
-func (w *Writer) JSON(t Type, v any) error {
+func (w *Writer) JSON(t Type, stream uint32, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("protocol: encode %s: %w", t, err)
 	}
-	return w.Frame(t, b)
+	return w.Frame(t, stream, b)
+}
+
+// Credit encodes a Credit frame's payload.
+func Credit(n uint32) []byte { return binary.BigEndian.AppendUint32(nil, n) }
+
+// ParseCredit decodes a Credit frame's payload.
+func ParseCredit(p []byte) (uint32, error) {
+	if len(p) != 4 {
+		return 0, fmt.Errorf("protocol: credit of %d bytes, want 4", len(p))
+	}
+	return binary.BigEndian.Uint32(p), nil
 }

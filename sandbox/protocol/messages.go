@@ -156,3 +156,124 @@ type Result struct {
 	// StopOnFailure ended the job early.
 	Tests []StepResult `json:"tests,omitempty"`
 }
+
+// SessionInit makes a VM a session's: its work dir and /tmp then persist
+// from one process to the next, and several processes may run at once.
+type SessionInit struct {
+	// DiskSize bounds the tmpfs of the work dir, and separately of /tmp, in
+	// bytes: a write past it fails with ENOSPC inside the guest.
+	DiskSize int64 `json:"disk_size"`
+	// Memory and Processes bound all of the session's processes together
+	// (a cgroup above each process's own); 0 means no bound but the VM's.
+	Memory    int64 `json:"memory"`
+	Processes int   `json:"processes"`
+	// Env is added to every process's environment, as KEY=VALUE.
+	Env []string `json:"env,omitempty"`
+}
+
+// Exec starts a process of a session on the frame's stream.
+type Exec struct {
+	// Argv is looked up in PATH inside the image; never run through a shell.
+	Argv []string `json:"argv"`
+	// Env is added to the session's environment, as KEY=VALUE.
+	Env []string `json:"env,omitempty"`
+	// Cwd is the process's directory: relative to the work dir, or absolute
+	// in the image; empty means the work dir.
+	Cwd string `json:"cwd,omitempty"`
+	// Limits confine the process and everything it starts (its own
+	// cgroup). Output here counts stdout and stderr together over the
+	// whole life of the process; past it the process is stopped. Zero
+	// fields mean no limit of that kind but the session's.
+	Limits Limits `json:"limits"`
+	// Stdin gives the process a pipe fed by Stdin frames; without it its
+	// standard input is /dev/null.
+	Stdin bool `json:"stdin,omitempty"`
+	// TTY runs the process on a terminal of this size, its controlling
+	// terminal: standard input, output and error are all the terminal, and
+	// its output comes in Stdout frames.
+	TTY *Resize `json:"tty,omitempty"`
+	// MergeStderr gives the process one pipe for stdout and stderr (2>&1).
+	MergeStderr bool `json:"merge_stderr,omitempty"`
+}
+
+// Started says a session's process runs.
+type Started struct {
+	PID int `json:"pid"` // in the guest
+}
+
+// Resize is a terminal's size. It travels in binary in Resize frames
+// (MarshalBinary) and as JSON in Exec.
+type Resize struct {
+	Cols uint16 `json:"cols"`
+	Rows uint16 `json:"rows"`
+}
+
+// MarshalBinary encodes the columns and rows, uint16 big endian each.
+func (r Resize) MarshalBinary() ([]byte, error) {
+	return binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, r.Cols), r.Rows), nil
+}
+
+// UnmarshalBinary decodes what MarshalBinary encoded.
+func (r *Resize) UnmarshalBinary(b []byte) error {
+	if len(b) != 4 {
+		return errors.New("resize: message is not 4 bytes")
+	}
+	r.Cols, r.Rows = binary.BigEndian.Uint16(b), binary.BigEndian.Uint16(b[2:])
+	return nil
+}
+
+// File operations (FileOp.Op).
+const (
+	FileWrite  = "write"  // Data frames and an End follow from the host
+	FileRead   = "read"   // answered by Data frames and an End
+	FileList   = "list"   // the entries of a directory, Depth levels deep
+	FileStat   = "stat"   // one entry
+	FileMkdir  = "mkdir"  // a directory (Parents: and its missing parents)
+	FileMove   = "move"   // rename Path to To
+	FileRemove = "remove" // a file, or a directory and everything in it
+)
+
+// MaxListEntries bounds the entries of one list answer, so that it fits
+// in a frame from the guest; Done.Truncated says when there were more.
+const MaxListEntries = 4000
+
+// FileOp is a file operation of a session on the frame's stream. Paths are
+// relative to the work dir or absolute inside it; the agent resolves them
+// so that nothing, not a ".." nor a symlink, leads out of the work dir.
+type FileOp struct {
+	Op   string `json:"op"`
+	Path string `json:"path"`
+	// To is a move's target.
+	To string `json:"to,omitempty"`
+	// Mode is the permission bits of a file written or a directory made;
+	// 0 means 0644 and 0755.
+	Mode uint32 `json:"mode,omitempty"`
+	// Depth is how many levels a list goes down; 0 means 1.
+	Depth int `json:"depth,omitempty"`
+	// Parents makes a mkdir or a write create missing parent directories.
+	Parents bool `json:"parents,omitempty"`
+}
+
+// FileInfo describes one entry of the work dir.
+type FileInfo struct {
+	Name string `json:"name"`
+	// Path is the entry's absolute path in the guest.
+	Path    string    `json:"path"`
+	Type    string    `json:"type"` // "file", "dir", "symlink" or "other"
+	Size    int64     `json:"size"`
+	Mode    uint32    `json:"mode"` // permission bits
+	ModTime time.Time `json:"mtime"`
+	// Target is a symlink's target, as written.
+	Target string `json:"target,omitempty"`
+	UID    int    `json:"uid"`
+	GID    int    `json:"gid"`
+}
+
+// Done ends a file operation, or answers a Session frame.
+type Done struct {
+	// Info is the entry a write, stat, mkdir or move left.
+	Info *FileInfo `json:"info,omitempty"`
+	// Entries are a list's, at most MaxListEntries of them.
+	Entries   []FileInfo `json:"entries,omitempty"`
+	Truncated bool       `json:"truncated,omitempty"`
+}
