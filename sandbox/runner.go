@@ -39,8 +39,11 @@ const MaxStdin = 16 << 20
 const DefaultTCGTimeScale = 5.0
 
 // hostGrace is how long past the guest's own wall limit the host waits for
-// the agent's answer before it kills the VM.
-const hostGrace = 3 * time.Second
+// the agent's answer before it kills the VM. It only has to catch a guest
+// that stopped answering; after a wall limit the agent still kills and
+// reaps everything the program left (a fork bomb's 32 processes on a loaded
+// host under TCG take seconds), so it is generous.
+const hostGrace = 10 * time.Second
 
 // MaxTests bounds the tests of a multi-test job.
 const MaxTests = 1000
