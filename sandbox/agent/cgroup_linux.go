@@ -22,21 +22,17 @@ type cgroup struct {
 	dir  *os.File // passed to clone3 so the child is born inside the group
 }
 
-// enableControllers turns on the controllers a step's group needs in the
-// root's subtree. cpu is optional: CPU usage is in cpu.stat without it.
-func enableControllers() error {
-	ctl := filepath.Join(cgroupRoot, "cgroup.subtree_control")
-	for _, c := range []string{"memory", "pids"} {
-		if err := os.WriteFile(ctl, []byte("+"+c), 0); err != nil {
-			return fmt.Errorf("enable cgroup controller %s: %w", c, err)
-		}
-	}
-	_ = os.WriteFile(ctl, []byte("+cpu"), 0)
-	return nil
-}
+// enableControllers turns on the controllers a program's group needs in
+// the root's subtree. cpu is optional: CPU usage is in cpu.stat without it.
+func enableControllers() error { return (&cgroup{path: cgroupRoot}).enableSubtree() }
 
-func newCgroup(name string, memory int64, processes int) (*cgroup, error) {
+// newCgroup makes a group under parent (nil: the root) with the given
+// memory and process limits (0: none of its own).
+func newCgroup(parent *cgroup, name string, memory int64, processes int) (*cgroup, error) {
 	path := filepath.Join(cgroupRoot, name)
+	if parent != nil {
+		path = filepath.Join(parent.path, name)
+	}
 	if err := os.Mkdir(path, 0o755); err != nil {
 		return nil, fmt.Errorf("create cgroup: %w", err)
 	}
@@ -80,6 +76,38 @@ func limitValue(v int64) string {
 // kill kills every process in the group at once (cgroup.kill, Linux 5.14).
 func (c *cgroup) kill() {
 	_ = os.WriteFile(filepath.Join(c.path, "cgroup.kill"), []byte("1"), 0)
+}
+
+// empty says whether no process is left in the group.
+func (c *cgroup) empty() bool {
+	b, err := os.ReadFile(filepath.Join(c.path, "cgroup.events"))
+	return err != nil || bytes.Contains(b, []byte("populated 0"))
+}
+
+// procs lists the processes in the group and its children.
+func (c *cgroup) procs() []int {
+	var pids []int
+	_ = filepath.WalkDir(c.path, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			b, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+			pids = append(pids, pidList(b)...)
+		}
+		return nil
+	})
+	return pids
+}
+
+// enableSubtree turns on, for the group's children, the controllers their
+// limits need.
+func (c *cgroup) enableSubtree() error {
+	ctl := filepath.Join(c.path, "cgroup.subtree_control")
+	for _, ctrl := range []string{"memory", "pids"} {
+		if err := os.WriteFile(ctl, []byte("+"+ctrl), 0); err != nil {
+			return fmt.Errorf("enable cgroup controller %s in %s: %w", ctrl, c.path, err)
+		}
+	}
+	_ = os.WriteFile(ctl, []byte("+cpu"), 0)
+	return nil
 }
 
 // waitEmpty waits until no process is left in the group.

@@ -29,8 +29,8 @@ const (
 
 // Main is the agent's entry point. As PID 1 it never returns.
 func Main() {
-	if len(os.Args) == 3 && os.Args[1] == helperArg {
-		runHelper(os.Args[2])
+	if len(os.Args) == 2 && os.Args[1] == spawnerArg {
+		runSpawner()
 		return
 	}
 	if os.Getpid() != 1 {
@@ -55,17 +55,19 @@ func fatal() {
 }
 
 type agent struct {
-	log    *slog.Logger
-	reaper *reaper
-	port   string
-	kernel string
-	jobs   int
+	log     *slog.Logger
+	spawner *spawner
+	port    string
+	kernel  string
+	jobs    int
 	// hello is the Hello frame's payload, encoded once: a restored clone
 	// answers its first message with it, and every code path a clone runs
 	// first costs translation time under TCG.
 	hello []byte
 	// urandom stays open for resume's ioctls, for the same reason.
 	urandom *os.File
+	// session is set once the host made this VM a session's.
+	session *session
 }
 
 type mountSpec struct {
@@ -136,7 +138,17 @@ func setup(log *slog.Logger) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &agent{log: log, reaper: startReaper(), port: port, kernel: kernel, hello: hello, urandom: urandom}, nil
+	a := &agent{log: log, port: port, kernel: kernel, hello: hello, urandom: urandom}
+	if a.spawner, err = startSpawner(); err != nil {
+		return nil, err
+	}
+	reap(func() int { return a.spawner.cmd.Process.Pid }, func(ws unix.WaitStatus) {
+		// Nothing can start a program without it, and whatever killed
+		// it may kill its successor: end the VM, the host sees why.
+		log.Error("the spawner died", "status", ws)
+		fatal()
+	})
+	return a, nil
 }
 
 func mountAll(ms []mountSpec) error {
@@ -249,6 +261,14 @@ func (a *agent) serve() {
 			continue
 		}
 		typ, payload := f.Type, f.Payload
+		if f.Stream != 0 {
+			if a.session == nil {
+				a.log.Warn("frame for a session stream, but this VM is no session's", "type", typ, "stream", f.Stream)
+				continue
+			}
+			a.session.handle(f)
+			continue
+		}
 		switch typ {
 		case protocol.TypePing:
 			if err := w.Frame(protocol.TypeHello, 0, a.hello); err != nil {
@@ -256,6 +276,13 @@ func (a *agent) serve() {
 			}
 		case protocol.TypeJob:
 			a.handleJob(w, payload)
+		case protocol.TypeSession:
+			if err := a.startSession(w, payload); err != nil {
+				a.log.Error("session", "err", err)
+				_ = w.Frame(protocol.TypeError, 0, []byte("session: "+err.Error()))
+				continue
+			}
+			_ = w.JSON(protocol.TypeDone, 0, protocol.Done{})
 		case protocol.TypeResume:
 			if err := resume(a.urandom, payload); err != nil {
 				a.log.Error("resume", "err", err)

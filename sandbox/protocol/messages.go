@@ -277,3 +277,27 @@ type Done struct {
 	Entries   []FileInfo `json:"entries,omitempty"`
 	Truncated bool       `json:"truncated,omitempty"`
 }
+
+// Failure is the payload of an Error frame on a session's stream: why the
+// agent could not start a process or do a file operation.
+type Failure struct {
+	Kind    string `json:"kind"` // one of the Fail kinds
+	Message string `json:"message"`
+	// Step says which step of starting a process failed (FailExec):
+	// "exec" (command not found, exec format error) or "chdir".
+	Step string `json:"step,omitempty"`
+}
+
+// Failure kinds.
+const (
+	FailNotFound = "not_found" // no such file or directory
+	FailExists   = "exists"    // the target exists
+	FailNoSpace  = "no_space"  // the work dir is full
+	FailNotDir   = "not_dir"   // a path component, or a list's target, is not a directory
+	FailIsDir    = "is_dir"    // a file operation on a directory
+	FailInvalid  = "invalid"   // a path that leads out of the work dir, a bad request
+	FailExec     = "exec"      // the command could not be started
+	FailOther    = "other"
+)
+
+func (f *Failure) Error() string { return f.Message }
