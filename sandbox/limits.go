@@ -114,3 +114,15 @@ func (l Limits) wire(timeScale float64) protocol.Limits {
 		Output:    l.Output,
 	}
 }
+
+// validateSession checks a session process's limits: those of a job's
+// step, with the session's memory limit as the maximum.
+func (l Limits) validateSession(sessionMemory int64) error {
+	if l.Memory > sessionMemory {
+		return fmt.Errorf("%w: memory limit %d MiB is above the session's %d MiB", ErrBadJob, l.Memory>>20, sessionMemory>>20)
+	}
+	if l.CPUTime < 0 || l.WallTime < 0 {
+		return fmt.Errorf("%w: time limits must not be negative", ErrBadJob)
+	}
+	return l.validate("exec")
+}
