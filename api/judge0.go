@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,8 +16,18 @@ import (
 	"microbox/sandbox/protocol"
 )
 
-// fieldErrors is Judge0's 422 body: field → messages.
+// fieldErrors is Judge0's 422 body: field → messages. As an error, a
+// handler returns it and the server answers it with that 422.
 type fieldErrors map[string][]string
+
+func (f fieldErrors) Error() string {
+	var parts []string
+	for k, v := range f {
+		parts = append(parts, k+": "+strings.Join(v, "; "))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
+}
 
 func (f fieldErrors) add(field, format string, args ...any) {
 	f[field] = append(f[field], fmt.Sprintf(format, args...))

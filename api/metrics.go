@@ -24,6 +24,9 @@ type Metrics struct {
 	vmStart   prometheus.Histogram
 	vmStarts  *prometheus.CounterVec
 	submitted prometheus.Counter
+	sessions  *prometheus.GaugeVec
+	created   *prometheus.CounterVec
+	ended     *prometheus.CounterVec
 }
 
 // latencyBuckets span a fast pooled run to a slow compile under TCG.
@@ -52,8 +55,17 @@ func NewMetrics(q *queue.Queue) *Metrics {
 		submitted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "microbox_submissions_total", Help: "Submissions accepted into the queue.",
 		}),
+		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "microbox_sessions", Help: "Sessions this worker holds now, by the name of the API key that owns them.",
+		}, []string{"key"}),
+		created: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "microbox_sessions_created_total", Help: "Sessions created on this worker, by API key name.",
+		}, []string{"key"}),
+		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "microbox_sessions_ended_total", Help: "Sessions ended on this worker, by API key name and how (expired: idle, deleted or at the lifetime cap; lost: its VM died, or the worker stopped).",
+		}, []string{"key", "state"}),
 	}
-	m.reg.MustRegister(m.jobs, m.endToEnd, m.run, m.vmStart, m.vmStarts, m.submitted,
+	m.reg.MustRegister(m.jobs, m.endToEnd, m.run, m.vmStart, m.vmStarts, m.submitted, m.sessions, m.created, m.ended,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if q != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -95,4 +107,16 @@ func (m *Metrics) record(st sandbox.Status, created, finished time.Time, wall fl
 		m.vmStart.Observe(boot.Seconds())
 		m.vmStarts.WithLabelValues(start).Inc()
 	}
+}
+
+// SessionStarted counts a session of the key named owner ("" without keys).
+func (m *Metrics) SessionStarted(owner string) {
+	m.sessions.WithLabelValues(owner).Inc()
+	m.created.WithLabelValues(owner).Inc()
+}
+
+// SessionEnded counts a session's end.
+func (m *Metrics) SessionEnded(owner, state string) {
+	m.sessions.WithLabelValues(owner).Dec()
+	m.ended.WithLabelValues(owner, state).Inc()
 }

@@ -335,20 +335,21 @@ func testText(fe fieldErrors, field string, s *string, b64 bool) []byte {
 	return b
 }
 
-// decodeError answers a body that does not decode as a run: 422 naming the
-// field for a value of the wrong type or an unknown field, 400 for JSON
-// that is not JSON.
-func decodeError(c echo.Context, err error) error {
+// decodeError is the answer to a body that does not decode as what: 422
+// naming the field for a value of the wrong type or an unknown field, 400
+// for JSON that is not JSON. It is returned, never written, so that the
+// handler stops there.
+func decodeError(err error, what string) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
 		field := te.Field
 		if field == "" {
 			field = "body"
 		}
-		return c.JSON(http.StatusUnprocessableEntity, fieldErrors{field: {fmt.Sprintf("must be %s, not %s", jsonKind(te.Type), te.Value)}})
+		return fieldErrors{field: {fmt.Sprintf("must be %s, not %s", jsonKind(te.Type), te.Value)}}
 	}
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return c.JSON(http.StatusUnprocessableEntity, fieldErrors{strings.Trim(name, `"`): {"is not a field of a run"}})
+		return fieldErrors{strings.Trim(name, `"`): {"is not a field of " + what}}
 	}
 	return echo.NewHTTPError(http.StatusBadRequest, "malformed JSON: "+err.Error())
 }
@@ -386,7 +387,7 @@ func (s *Server) createRun(c echo.Context) error {
 	dec.DisallowUnknownFields()
 	var req runRequest
 	if err := dec.Decode(&req); err != nil {
-		return decodeError(c, err)
+		return decodeError(err, "a run")
 	}
 	if dec.More() {
 		return echo.NewHTTPError(http.StatusBadRequest, "malformed JSON: data after the run object")

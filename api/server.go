@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,7 @@ import (
 	"microbox/languages"
 	"microbox/queue"
 	"microbox/sandbox"
+	"microbox/session"
 )
 
 // Config configures the API.
@@ -50,9 +50,15 @@ type Config struct {
 	Metrics *Metrics
 	// Callbacks decides which callback_url targets are allowed.
 	Callbacks CallbackPolicy
-	// AuthToken, when set, must come in the X-Auth-Token header of every
-	// request but /healthz and /readyz (Judge0's authentication).
+	// AuthToken, when set, is an API key named "default" (Judge0's
+	// X-Auth-Token, which every route also takes as X-API-Key or a bearer
+	// token).
 	AuthToken string
+	// Keys, when set, are the API keys every request but /healthz and
+	// /readyz must carry; sessions belong to the key that made them.
+	Keys *Keys
+	// Sessions, when set, serves the session routes (/v1/sessions...).
+	Sessions *session.Client
 	// Logger receives request errors; nil discards them.
 	Logger *slog.Logger
 }
@@ -90,6 +96,14 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.AuthToken != "" {
+		if cfg.Keys == nil {
+			cfg.Keys = &Keys{}
+		}
+		// A token equal to a key of the file is that key: Add refuses it
+		// twice, and either name is fine.
+		_ = cfg.Keys.Add(defaultKeyName, cfg.AuthToken)
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	s := &Server{cfg: cfg, e: e}
@@ -109,26 +123,13 @@ func New(cfg Config) *Server {
 	e.GET("/v1/runs/:id", s.getRun)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)
+	if cfg.Sessions != nil {
+		s.sessionRoutes(e)
+	}
 	if cfg.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
 	}
 	return s
-}
-
-// auth checks Judge0's X-Auth-Token when a token is configured. The
-// comparison takes the same time whatever the guess.
-func (s *Server) auth(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		p := c.Path()
-		if s.cfg.AuthToken == "" || p == "/healthz" || p == "/readyz" {
-			return next(c)
-		}
-		got := c.Request().Header.Get("X-Auth-Token")
-		if subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.AuthToken)) != 1 {
-			return echo.NewHTTPError(http.StatusUnauthorized, "authentication failed: send the X-Auth-Token header")
-		}
-		return next(c)
-	}
 }
 
 // Handler is the http.Handler of the API.
@@ -136,6 +137,13 @@ func (s *Server) Handler() http.Handler { return s.e }
 
 func (s *Server) errorHandler(err error, c echo.Context) {
 	code, msg := http.StatusInternalServerError, "internal error"
+	var fe fieldErrors
+	if errors.As(err, &fe) {
+		if !c.Response().Committed {
+			_ = c.JSON(http.StatusUnprocessableEntity, fe)
+		}
+		return
+	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
 		code, msg = he.Code, strings.TrimPrefix(strings.ToLower(http.StatusText(he.Code)), " ")

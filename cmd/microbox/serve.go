@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,6 +21,7 @@ import (
 	"microbox/internal/redisserver"
 	"microbox/queue"
 	"microbox/sandbox"
+	"microbox/session"
 	"microbox/vmm"
 )
 
@@ -37,6 +39,15 @@ type serveFlags struct {
 	cold                    bool
 	metricsListen           string
 	pool, poolMemory        int
+	apiKeys                 string
+	sess                    sessionFlags
+}
+
+// sessionFlags configure sessions (VMs kept across calls).
+type sessionFlags struct {
+	idle, maxIdle, lifetime  time.Duration
+	max, memoryMiB, guestMiB int
+	diskMiB, fileMaxMiB      int64
 }
 
 // role says which parts of the service a process runs: `serve` runs both,
@@ -73,7 +84,16 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.metricsListen, "metrics-listen", "127.0.0.1:9358", "microbox worker only: address to serve /metrics on (job outcomes and latencies are counted where jobs run); empty: none")
 	fs.BoolVar(&f.verbose, "v", false, "debug logs")
 	fs.BoolVar(&f.callbackPrivate, "callback-allow-private", false, "let callback_url reach loopback and private networks (refused by default: SSRF)")
-	fs.StringVar(&f.authToken, "auth-token", os.Getenv("MICROBOX_AUTH_TOKEN"), "require this X-Auth-Token on every request ($MICROBOX_AUTH_TOKEN); empty: no auth")
+	fs.StringVar(&f.authToken, "auth-token", os.Getenv("MICROBOX_AUTH_TOKEN"), "an API key (named \"default\") every request must carry, as X-Auth-Token, X-API-Key or a bearer token ($MICROBOX_AUTH_TOKEN); empty: no auth unless --api-keys")
+	fs.StringVar(&f.apiKeys, "api-keys", os.Getenv("MICROBOX_API_KEYS"), "file of API keys, one per line or name:key ($MICROBOX_API_KEYS); sessions are visible only to the key that made them")
+	fs.DurationVar(&f.sess.idle, "session-idle", session.DefaultPolicy().DefaultIdle, "a session unused this long ends (a client may ask for less, or up to --session-max-idle)")
+	fs.DurationVar(&f.sess.maxIdle, "session-max-idle", session.DefaultPolicy().MaxIdle, "the longest idle timeout a session may ask for")
+	fs.DurationVar(&f.sess.lifetime, "session-max-lifetime", session.DefaultPolicy().MaxLifetime, "no session lives longer, however it is kept alive")
+	fs.IntVar(&f.sess.max, "max-sessions", 0, "running sessions per worker; 0: as many as --session-memory allows, measured")
+	fs.IntVar(&f.sess.memoryMiB, "session-memory", 2048, "MiB of host memory all of a worker's running sessions may hold together (measured as the pool measures: each VM's unique memory)")
+	fs.Int64Var(&f.sess.diskMiB, "session-disk", session.DefaultPolicy().DefaultDisk>>20, "MiB of a session's work dir (tmpfs in its VM; a write past it fails with ENOSPC) unless the session asks for another size")
+	fs.IntVar(&f.sess.guestMiB, "session-guest-mib", 0, "MiB of guest RAM of a session's VM (its memory limit and disk must fit in it); 0: as jobs' VMs")
+	fs.Int64Var(&f.sess.fileMaxMiB, "session-file-max", session.DefaultPolicy().FileMax>>20, "MiB of one file uploaded to a session")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -82,6 +102,16 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 	}
 	if f.maxRuns < 1 || f.maxTests < 1 || f.maxTests > sandbox.MaxTests {
 		return usageError{fmt.Sprintf("--max-number-of-runs must be at least 1, --max-tests between 1 and %d", sandbox.MaxTests)}
+	}
+	policy, err := f.sess.policy()
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	var keys *api.Keys
+	if f.apiKeys != "" {
+		if keys, err = api.LoadKeys(f.apiKeys); err != nil {
+			return usageError{err.Error()}
+		}
 	}
 	level := slog.LevelInfo
 	if f.verbose {
@@ -103,7 +133,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 			return usageError{"microbox " + r.name + " needs MICROBOX_REDIS_URL (or --redis-url): its " + map[bool]string{true: "workers", false: "API"}[r.api] + " run in other processes"}
 		}
 	}
-	var runner *sandbox.Runner
+	var runner, sessionRunner *sandbox.Runner
 	if r.workers {
 		agent, err := agentPath()
 		if err != nil {
@@ -124,6 +154,21 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 		// Load every built language's snapshot now (or build it, once, in
 		// the background), so that even a language's first job restores.
 		runner.Preload()
+		if f.sess.guestMiB != 0 && f.sess.guestMiB != vmm.DefaultMemoryMiB {
+			// Sessions' VMs differ from jobs': their own runner, with
+			// snapshots and a pool of that size.
+			sessionRunner, err = sandbox.New(sandbox.Config{CacheDir: dir, Agent: agent, Accel: accel, NoJail: f.noJail, Logger: log,
+				Cold: f.cold, PoolSize: f.pool, PoolMemoryMiB: f.poolMemory, MemoryMiB: f.sess.guestMiB})
+			if err != nil {
+				return usageError{err.Error()}
+			}
+			defer sessionRunner.Close()
+		} else {
+			sessionRunner = runner
+		}
+		if err := sessionRunner.CheckSession(sandbox.DefaultRunLimits().Memory, policy.DefaultDisk); err != nil {
+			return usageError{"--session-disk and --session-guest-mib: " + strings.TrimPrefix(err.Error(), "bad job: ")}
+		}
 	}
 	ctx, stop := interruptible()
 	defer stop()
@@ -152,7 +197,11 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 			Queue: q, Name: fmt.Sprintf("%s-%d", host, os.Getpid()), Concurrency: f.workers,
 			Handle: api.Handler(runner, api.CallbackPolicy{AllowPrivate: f.callbackPrivate}, metrics, log), Exhausted: api.Exhausted, JobContext: jobCtx, Logger: log,
 		}
-		go func() { w.Run(ctx); close(workersDone) }()
+		host := session.NewHost(session.HostConfig{Redis: rdb, Name: w.Name, Runner: sessionRunner,
+			MaxSessions: f.sess.max, MemoryBudget: int64(f.sess.memoryMiB) << 20, Policy: policy, Observer: metrics, Logger: log})
+		sessionsDone := make(chan struct{})
+		go func() { host.Run(ctx); close(sessionsDone) }()
+		go func() { w.Run(ctx); <-sessionsDone; close(workersDone) }()
 		if !r.api && f.metricsListen != "" {
 			// A worker without the API: its job metrics are nowhere else.
 			// A second worker on the host finds the port taken: it runs
@@ -184,7 +233,9 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 			scale = sandbox.DefaultTCGTimeScale
 		}
 		srv = &http.Server{Addr: f.listen, Handler: api.New(api.Config{
-			Queue: q, Redis: rdb, CacheDir: dir, Accel: string(a), TimeScale: scale, AuthToken: f.authToken, Callbacks: api.CallbackPolicy{AllowPrivate: f.callbackPrivate}, Metrics: metrics, Logger: log,
+			Queue: q, Redis: rdb, CacheDir: dir, Accel: string(a), TimeScale: scale, AuthToken: f.authToken, Keys: keys,
+			Sessions:  session.NewClient(session.ClientConfig{Redis: rdb, Policy: policy}),
+			Callbacks: api.CallbackPolicy{AllowPrivate: f.callbackPrivate}, Metrics: metrics, Logger: log,
 			MaxNumberOfRuns: f.maxRuns, MaxTests: f.maxTests,
 		}).Handler(), ReadHeaderTimeout: 10 * time.Second}
 		ln, err := net.Listen("tcp", f.listen)
@@ -247,4 +298,25 @@ func connectRedis(ctx context.Context, url, dir string, log *slog.Logger) (*redi
 	}
 	log.Info("started a local redis-server", "socket", srv.Socket, "data", dir)
 	return srv.Client(), srv.Stop, nil
+}
+
+// policy checks the session flags and returns the policy they make.
+func (f sessionFlags) policy() (session.Policy, error) {
+	p := session.Policy{DefaultIdle: f.idle, MaxIdle: f.maxIdle, MaxLifetime: f.lifetime,
+		DefaultDisk: f.diskMiB << 20, FileMax: f.fileMaxMiB << 20}
+	switch {
+	case f.idle <= 0 || f.maxIdle <= 0 || f.lifetime <= 0:
+		return p, errors.New("--session-idle, --session-max-idle and --session-max-lifetime must be above 0")
+	case f.idle > f.maxIdle:
+		return p, errors.New("--session-idle must not be above --session-max-idle")
+	case f.maxIdle > f.lifetime:
+		return p, errors.New("--session-max-idle must not be above --session-max-lifetime")
+	case f.max < 0 || f.memoryMiB <= 0:
+		return p, errors.New("--max-sessions must be 0 or more, --session-memory above 0")
+	case f.diskMiB < 1 || f.fileMaxMiB < 1:
+		return p, errors.New("--session-disk and --session-file-max must be at least 1 MiB")
+	case f.guestMiB != 0 && f.guestMiB < 256:
+		return p, errors.New("--session-guest-mib must be at least 256")
+	}
+	return p, nil
 }
