@@ -170,8 +170,8 @@ func (c *Config) withDefaults() (Config, error) {
 
 // kernelArgs is the guest command line. QEMU's microvm appends the
 // virtio-mmio device list itself (auto-kernel-cmdline).
-func kernelArgs() string {
-	return strings.Join([]string{
+func kernelArgs(accel Accel) string {
+	args := []string{
 		"console=ttyS0",
 		"quiet",    // the serial console is slow under TCG
 		"panic=-1", // a panic reboots at once, and -no-reboot ends QEMU
@@ -186,7 +186,13 @@ func kernelArgs() string {
 		// TCG guest on a loaded host misses it and panics ("IO-APIC +
 		// timer doesn't work"), seen in CI-like runs here.
 		"no_timer_check",
-	}, " ")
+	}
+	if khz := hostTSCkHz(); accel == AccelTCG && khz > 0 {
+		// Under KVM the guest keeps time by kvm-clock; under TCG only the
+		// TSC can keep it, if the kernel is told its rate (see hostTSCkHz).
+		args = append(args, fmt.Sprintf("tsc_early_khz=%d", khz))
+	}
+	return strings.Join(args, " ")
 }
 
 // qemuArgs builds the command line. Never a -netdev: guests have no network.
@@ -226,7 +232,7 @@ func qemuArgs(cfg Config, dir string) []string {
 	args = append(args,
 		"-kernel", cfg.Kernel,
 		"-initrd", cfg.Initramfs,
-		"-append", kernelArgs(),
+		"-append", kernelArgs(cfg.Accel),
 		"-chardev", "file,id=console,path="+filepath.Join(dir, "console.log"),
 		"-serial", "chardev:console",
 		"-drive", "id=root,file="+cfg.Image+",format=raw,if=none,readonly=on",
