@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"syscall"
 	"time"
@@ -74,12 +75,15 @@ type Session struct {
 	DiskSize int64
 
 	r    *Runner
-	vm   *vmm.VM
 	w    *protocol.Writer
+	link *link // to the agent, across the VMs a pause and resume make
 	log  *slog.Logger
-	kill context.CancelFunc // ends the VM's context
+	life context.Context    // the VM's context: a resumed VM's too
+	kill context.CancelFunc // ends it
 
 	mu      sync.Mutex
+	vm      *vmm.VM // the current one
+	paused  bool
 	next    uint32
 	streams map[uint32]*hostStream
 	closed  bool
@@ -135,9 +139,11 @@ func (r *Runner) OpenSession(ctx context.Context, cfg SessionConfig) (*Session, 
 	}
 	// A pooled VM lives on the runner's context: tie it to the session's.
 	context.AfterFunc(life, func() { _ = vm.Close() })
+	conn, _ := vm.Agent().(net.Conn)
 	s := &Session{ID: cfg.ID, Lang: lang, Start: how, Memory: cfg.Memory, DiskSize: cfg.DiskSize,
-		r: r, vm: vm, w: protocol.NewWriter(deadlineWriter{vm}), log: log, kill: kill,
+		r: r, vm: vm, link: newLink(conn), log: log, life: life, kill: kill,
 		streams: map[uint32]*hostStream{}, ended: make(chan struct{}), done: make(chan struct{})}
+	s.w = protocol.NewWriter(s.link)
 	init := protocol.SessionInit{
 		DiskSize: cfg.DiskSize,
 		// The processes together may use what the VM has but its reserve,
@@ -214,22 +220,11 @@ func (s *Session) init(init protocol.SessionInit) error {
 	}
 }
 
-// deadlineWriter bounds every write to the guest.
-type deadlineWriter struct{ vm *vmm.VM }
-
-func (d deadlineWriter) Write(p []byte) (int, error) {
-	c, ok := d.vm.Agent().(interface{ SetWriteDeadline(time.Time) error })
-	if ok {
-		_ = c.SetWriteDeadline(time.Now().Add(writeTimeout))
-	}
-	return d.vm.Agent().Write(p)
-}
-
 // read is the session's one reader of the guest.
 func (s *Session) read() {
 	defer close(s.done)
 	for {
-		f, err := protocol.ReadFrame(s.vm.Agent(), protocol.MaxGuestPayload)
+		f, err := protocol.ReadFrame(s.link, protocol.MaxGuestPayload)
 		if err != nil {
 			s.fail(fmt.Errorf("reading from the agent: %w", err))
 			return
@@ -325,11 +320,13 @@ func (s *Session) fail(err error) {
 	}
 	streams := s.streams
 	s.streams = map[uint32]*hostStream{}
+	vm := s.vm
 	s.mu.Unlock()
 	if !first {
 		return
 	}
-	_ = s.vm.Close()
+	s.link.close()
+	_ = vm.Close()
 	for _, st := range streams {
 		if st.stdin != nil {
 			st.stdin.close()
@@ -359,7 +356,7 @@ func (s *Session) Close() error {
 	s.fail(ErrSessionClosed)
 	<-s.done
 	s.kill()
-	s.r.release(s.Lang.ID, s.vm, s.Start)
+	s.r.release(s.Lang.ID, s.VM(), s.Start)
 	return nil
 }
 
@@ -860,8 +857,112 @@ func (s *Session) FileOp(ctx context.Context, op protocol.FileOp) (*protocol.Don
 }
 
 // VM is the session's VM, for its memory and for tests.
-func (s *Session) VM() *vmm.VM { return s.vm }
+func (s *Session) VM() *vmm.VM {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.vm
+}
 
-// Memory is the host memory the session's VM holds: unique is what it
-// alone holds (as the pool measures a VM).
-func (s *Session) HostMemory() (Memory, error) { return ProcessMemory(s.vm.Pid()) }
+// HostMemory is the host memory the session's VM holds (PrivateDirty is
+// what it alone holds, as the pool measures a VM); none while paused.
+func (s *Session) HostMemory() (Memory, error) {
+	s.mu.Lock()
+	vm, paused := s.vm, s.paused
+	s.mu.Unlock()
+	if paused {
+		return Memory{}, nil
+	}
+	return ProcessMemory(vm.Pid())
+}
+
+// ErrPaused is returned for a pause of a paused session, and ErrNotPaused
+// for a resume of a running one.
+var (
+	ErrPaused    = errors.New("the session is paused")
+	ErrNotPaused = errors.New("the session is not paused")
+)
+
+// PauseStats says what a pause or a resume took.
+type PauseStats struct {
+	Took  time.Duration
+	Bytes int64 // of the saved state
+}
+
+// Pause saves the session's whole VM -- RAM, devices, its processes as
+// they are -- to w, and ends its QEMU, freeing its memory. Its streams
+// wait: a process's events go on after Resume, where they stopped. A pause
+// that fails leaves the session running.
+func (s *Session) Pause(w io.Writer) (PauseStats, error) {
+	start := time.Now()
+	s.mu.Lock()
+	if s.err != nil || s.paused {
+		err := s.err
+		s.mu.Unlock()
+		if err == nil {
+			err = ErrPaused
+		}
+		return PauseStats{}, err
+	}
+	vm := s.vm
+	s.mu.Unlock()
+	s.link.hold()
+	// What the host sent must be in the guest before it stops (the
+	// guest's device state travels with it; a socket's buffer does not).
+	if err := s.link.drained(10 * time.Second); err != nil {
+		s.link.release()
+		return PauseStats{}, fmt.Errorf("pause: %w", err)
+	}
+	n, err := vm.SaveTo(w)
+	if err != nil {
+		_, _ = vm.QMP().Execute("cont", nil, agentTimeout)
+		s.link.release()
+		return PauseStats{}, fmt.Errorf("pause: %w", err)
+	}
+	// What the guest sent before it stopped must be read before its
+	// connection closes.
+	if err := s.link.drained(10 * time.Second); err != nil {
+		_, _ = vm.QMP().Execute("cont", nil, agentTimeout)
+		s.link.release()
+		return PauseStats{}, fmt.Errorf("pause: %w", err)
+	}
+	s.mu.Lock()
+	s.paused = true
+	s.mu.Unlock()
+	_ = vm.Close()
+	s.log.Info("session paused", "took", time.Since(start), "bytes", n)
+	return PauseStats{Took: time.Since(start), Bytes: n}, nil
+}
+
+// Resume brings a paused session back from what Pause wrote, read from r,
+// on a new QEMU jailed as the first; its clock is set to now (its
+// programs see the wall clock jump by the time it was paused; their
+// monotonic clocks do not).
+func (s *Session) Resume(r io.Reader) (PauseStats, error) {
+	start := time.Now()
+	s.mu.Lock()
+	if s.err != nil || !s.paused {
+		err := s.err
+		s.mu.Unlock()
+		if err == nil {
+			err = ErrNotPaused
+		}
+		return PauseStats{}, err
+	}
+	old := s.vm
+	s.mu.Unlock()
+	vm, err := vmm.RestoreFrom(s.life, old, r)
+	if err != nil {
+		return PauseStats{}, fmt.Errorf("resume: %w", err)
+	}
+	conn, _ := vm.Agent().(net.Conn)
+	s.mu.Lock()
+	s.vm, s.paused = vm, false
+	s.mu.Unlock()
+	s.link.swap(conn)
+	if err := vm.ResumeAsync(); err != nil {
+		s.fail(fmt.Errorf("resume: %w", err))
+		return PauseStats{}, s.Err()
+	}
+	s.log.Info("session resumed", "took", time.Since(start))
+	return PauseStats{Took: time.Since(start)}, nil
+}

@@ -470,3 +470,116 @@ func TestSessionBadInput(t *testing.T) {
 		t.Fatalf("exec on a closed session: %v", err)
 	}
 }
+
+func TestSessionPauseResume(t *testing.T) {
+	r := sessionRunner(t, "bash")
+	s := openSession(t, r, SessionConfig{Language: "bash"})
+	ctx := context.Background()
+	execIn(t, s, sh("echo kept > /box/f; (i=0; while true; do i=$((i+1)); echo $i > /box/count; sleep 0.2; done) >/dev/null 2>&1 &"))
+	// A process streaming its output across the pause.
+	p, err := s.Exec(ctx, sh("for i in $(seq 1 20); do echo tick $i; sleep 0.2; done"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := p.Next(ctx); err != nil || !strings.HasPrefix(string(ev.Data), "tick 1\n") {
+		t.Fatalf("first tick: %q %v", ev.Data, err)
+	}
+	before, err := s.HostMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := s.VM().Pid()
+	state, err := os.Create(t.TempDir() + "/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer state.Close()
+	ps, err := s.Pause(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("paused in %v: %d MiB of state; the VM held %d MiB (unique %d MiB)", ps.Took, ps.Bytes>>20, before.RSS>>20, before.PrivateDirty>>20)
+	// Its memory is freed: the QEMU process is gone.
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Fatalf("QEMU %d still runs while the session is paused", pid)
+	}
+	if m, _ := s.HostMemory(); m.RSS != 0 {
+		t.Fatalf("a paused session holds %d bytes", m.RSS)
+	}
+	if _, err := s.Pause(state); !errors.Is(err, ErrPaused) {
+		t.Fatalf("pause of a paused session: %v", err)
+	}
+	time.Sleep(2 * time.Second)
+	if _, err := state.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := s.Resume(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("resumed in %v", rs.Took)
+	// The streaming process goes on where it stopped: every tick, once.
+	o := collect(t, p)
+	var want strings.Builder
+	for i := 2; i <= 20; i++ {
+		fmt.Fprintf(&want, "tick %d\n", i)
+	}
+	if o.stdout.String() != want.String() || o.res.ExitCode != 0 {
+		t.Fatalf("after the resume: %q (exit %d), want %q", o.stdout.String(), o.res.ExitCode, want.String())
+	}
+	// The file is there, the background counter runs on, the clock is now.
+	count := func() int {
+		o := execIn(t, s, sh("cat /box/count"))
+		var n int
+		fmt.Sscan(o.stdout.String(), &n)
+		return n
+	}
+	a := count()
+	deadline := time.Now().Add(time.Minute)
+	for count() <= a {
+		if time.Now().After(deadline) {
+			t.Fatal("the background counter stopped across the pause")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	o = execIn(t, s, sh("cat /box/f; date +%s"))
+	var kept string
+	var secs int64
+	fmt.Sscan(o.stdout.String(), &kept, &secs)
+	if kept != "kept" {
+		t.Fatalf("/box/f after the resume: %q", o.stdout.String())
+	}
+	if d := time.Now().Unix() - secs; d < -2 || d > 5 {
+		t.Fatalf("guest clock %d s off the host's after the resume", d)
+	}
+	if _, err := s.Resume(state); !errors.Is(err, ErrNotPaused) {
+		t.Fatalf("resume of a running session: %v", err)
+	}
+}
+
+// A guest keeps time with the host however loaded the host is: under TCG
+// its kernel keeps time by the TSC (vmm tells it the rate), not by
+// counting timer interrupts, which a loaded host loses (the clock was seen
+// at half speed).
+func TestGuestClockKeepsPace(t *testing.T) {
+	r := sessionRunner(t, "bash")
+	s := openSession(t, r, SessionConfig{Language: "bash"})
+	guestNow := func() (float64, float64) {
+		o := execIn(t, s, sh("date +%s.%N"))
+		var g float64
+		fmt.Sscan(o.stdout.String(), &g)
+		return g, float64(time.Now().UnixNano()) / 1e9
+	}
+	g0, h0 := guestNow()
+	time.Sleep(10 * time.Second)
+	g1, h1 := guestNow()
+	// Each reading costs a round trip (the exec), of either sign: allow
+	// for it, not for a clock that loses seconds.
+	if d := (h1 - h0) - (g1 - g0); d > 1.5 || d < -1.5 {
+		t.Fatalf("over %.1f s of host time the guest's clock moved %.1f s", h1-h0, g1-g0)
+	}
+	o := execIn(t, s, sh("cat /proc/cmdline; dmesg | grep -q 'Switched to clocksource tsc$' && echo by-tsc"))
+	if !strings.HasSuffix(o.stdout.String(), "by-tsc\n") && s.VM().Accel == "tcg" {
+		t.Fatalf("the guest does not keep time by the TSC: %s", o.stdout.String())
+	}
+}

@@ -244,6 +244,7 @@ func Restore(ctx context.Context, c Config, snap *Snapshot) (*VM, error) {
 	if err := vm.incoming(snap.state, start.Add(cfg.BootTimeout)); err != nil {
 		return nil, vm.fail(ctx, fmt.Errorf("restore: %w", err))
 	}
+	vm.ignoreShared = true
 	// The guest's port is open (it was when the snapshot was taken): connect
 	// before it runs, so its first read finds the host there.
 	if err := vm.connectAgent(start.Add(cfg.BootTimeout)); err != nil {

@@ -96,6 +96,7 @@ type VM struct {
 	Args []string
 
 	pid    int
+	cfg    Config       // the machine it runs, defaults filled: RestoreFrom starts its like
 	kill   func() error // ends QEMU, waits for it, frees its jail
 	dir    string
 	qmp    *QMP
@@ -104,11 +105,14 @@ type VM struct {
 	exited chan struct{} // closed when the QEMU process is reaped
 	stop   func() bool   // detaches the context watcher; guarded by mu
 
-	mu        sync.Mutex // guards qmp, agent and closed against Close from ctx
-	closed    bool
-	paused    bool // a restored or paused clone: Resume runs it
-	closeOnce sync.Once
-	closeErr  error
+	mu     sync.Mutex // guards qmp, agent and closed against Close from ctx
+	closed bool
+	paused bool // a restored or paused clone: Resume runs it
+	// ignoreShared: migrations of this VM skip shared RAM (a clone, which
+	// set the capability to load its snapshot), and so must its restores.
+	ignoreShared bool
+	closeOnce    sync.Once
+	closeErr     error
 }
 
 // adopt records a connection made during Start, or closes it when the VM was
@@ -293,7 +297,7 @@ func startProcess(ctx context.Context, cfg Config) (*VM, time.Time, error) {
 		_ = os.Remove(dir)
 		return nil, time.Time{}, fmt.Errorf("vm folder %s is too deep for Unix socket paths (%d bytes, at most 107): use a shorter RunDir", dir, n)
 	}
-	vm := &VM{Accel: cfg.Accel, dir: dir, log: cfg.Logger, exited: make(chan struct{})}
+	vm := &VM{Accel: cfg.Accel, cfg: cfg, dir: dir, log: cfg.Logger, exited: make(chan struct{})}
 	vm.Args = append([]string{cfg.QEMU}, qemuArgs(cfg, dir)...)
 	qlog, err := os.Create(filepath.Join(dir, "qemu.log"))
 	if err != nil {
