@@ -54,7 +54,8 @@ func startSessionService(t *testing.T, pol session.Policy, langs ...string) *ses
 	}
 	t.Cleanup(func() { r.Close() })
 	metrics := NewMetrics(nil)
-	host := session.NewHost(session.HostConfig{Redis: rdb, Name: "test-" + t.Name(), Runner: r, MaxSessions: 8, Policy: pol, Observer: metrics, Logger: log})
+	host := session.NewHost(session.HostConfig{Redis: rdb, Name: "test-" + t.Name(), Runner: r, MaxSessions: 8, Policy: pol,
+		PauseDir: t.TempDir(), Observer: metrics, Logger: log})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { host.Run(ctx); close(done) }()
@@ -707,4 +708,45 @@ func TestSessionIdleExpiry(t *testing.T) {
 
 func sha256hex(b []byte) string {
 	return fmt.Sprintf("%x", sha256.Sum256(b))
+}
+
+func TestSessionPauseResumeOverHTTP(t *testing.T) {
+	s := startSessionService(t, session.Policy{}, "bash")
+	id := s.create(t, "alice", `{"language":"bash"}`)
+	s.exec(t, "alice", id, `{"argv":["bash","-c","echo kept > f; (while true; do date +%s >> ticks; sleep 0.2; done) >/dev/null 2>&1 &"]}`)
+	code, m := s.json(t, "alice", "POST", "/v1/sessions/"+id+"/pause", "")
+	if code != http.StatusOK || m["state"] != "paused" {
+		t.Fatalf("pause: %d %v", code, m)
+	}
+	if code, m := s.json(t, "alice", "POST", "/v1/sessions/"+id+"/exec", `{"argv":["true"]}`); code != http.StatusConflict {
+		t.Fatalf("exec on a paused session: %d %v, want 409", code, m)
+	}
+	if code, m := s.json(t, "alice", "GET", "/v1/sessions/"+id, ""); code != http.StatusOK || m["state"] != "paused" || m["memory_now"] != nil {
+		t.Fatalf("get of a paused session: %d %v", code, m)
+	}
+	if code, m := s.json(t, "bob", "POST", "/v1/sessions/"+id+"/resume", ""); code != http.StatusNotFound {
+		t.Fatalf("bob resumes alice's session: %d %v", code, m)
+	}
+	code, m = s.json(t, "alice", "POST", "/v1/sessions/"+id+"/resume", "")
+	if code != http.StatusOK || m["state"] != "running" {
+		t.Fatalf("resume: %d %v", code, m)
+	}
+	n := func() int {
+		m := s.exec(t, "alice", id, `{"argv":["bash","-c","cat f; wc -l < ticks"]}`)
+		var kept string
+		var lines int
+		fmt.Sscan(m["stdout"].(string), &kept, &lines)
+		if kept != "kept" {
+			t.Fatalf("after the resume: %v", m)
+		}
+		return lines
+	}
+	a := n()
+	deadline := time.Now().Add(time.Minute)
+	for n() <= a {
+		if time.Now().After(deadline) {
+			t.Fatal("the background loop did not run on after the resume")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

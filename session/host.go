@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,7 +10,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -84,8 +87,11 @@ type HostConfig struct {
 	// measures) of all running sessions' VMs together.
 	MemoryBudget int64
 	Policy       Policy
-	Observer     Observer
-	Logger       *slog.Logger
+	// PauseDir holds the saved VMs of paused sessions (one file each),
+	// on this host; empty means no pause.
+	PauseDir string
+	Observer Observer
+	Logger   *slog.Logger
 }
 
 // sessionEstimate is the memory a session VM is assumed to take until one
@@ -301,7 +307,7 @@ func (h *Host) dispatch(c command) {
 	}
 	l.touch(c.Op)
 	switch c.Op {
-	case opWrite, opRead, opFile, opInfo, opDelete, opPause:
+	case opWrite, opRead, opFile, opInfo, opDelete, opPause, opResume:
 		// Transfers and replies that wait on the agent: not in the order
 		// of the session's processes, and not behind them.
 		h.wg.Add(1)
@@ -484,6 +490,15 @@ func (h *Host) sweep() {
 	now := time.Now()
 	for _, l := range all {
 		l.mu.Lock()
+		if l.rec.State == StatePaused {
+			// A paused session does not idle out; its lifetime cap holds.
+			capped := !now.Before(l.rec.MaxExpiresAt)
+			l.mu.Unlock()
+			if capped {
+				l.end(StateExpired, fmt.Sprintf("it reached its lifetime cap of %s", h.cfg.Policy.MaxLifetime))
+			}
+			continue
+		}
 		if l.rec.State != StateRunning {
 			l.mu.Unlock()
 			continue
@@ -555,6 +570,7 @@ func (l *live) end(state, reason string) {
 	delete(h.sessions, l.rec.ID)
 	h.mu.Unlock()
 	_ = l.sess.Close()
+	_ = os.Remove(l.pauseFile())
 	_ = h.save(l)
 	if h.cfg.Observer != nil {
 		h.cfg.Observer.SessionEnded(owner, state)
@@ -595,6 +611,9 @@ func (h *Host) shutdown() {
 		l.end(StateLost, "its worker shut down")
 	}
 	h.wg.Wait()
+	if h.cfg.PauseDir != "" {
+		_ = os.RemoveAll(h.cfg.PauseDir) // its sessions are gone with it
+	}
 	ctx := context.Background()
 	_, _ = h.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, h.keys.worker(h.cfg.Name), h.keys.commands(h.cfg.Name))
@@ -637,6 +656,18 @@ func (l *live) handle(c command) {
 		return
 	}
 	switch c.Op {
+	case opDelete, opInfo, opKeepalive, opPause, opResume:
+	default:
+		if l.state() == StatePaused {
+			h.answer(c, reply{Error: &RequestError{Code: http.StatusConflict, Message: "the session is paused: resume it first (POST …/resume)"}})
+			return
+		}
+	}
+	switch c.Op {
+	case opPause:
+		l.pause(c)
+	case opResume:
+		l.resume(c)
 	case opDelete:
 		l.remove()
 		h.answer(c, reply{})
@@ -950,4 +981,130 @@ func (l *live) feed(lp *liveProc) {
 			return // the process ended
 		}
 	}
+}
+
+func (l *live) state() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rec.State
+}
+
+func (l *live) pauseFile() string {
+	return filepath.Join(l.h.cfg.PauseDir, l.rec.ID+".vm")
+}
+
+// pause saves the session's VM to the worker's pause folder and frees its
+// memory and its slot.
+func (l *live) pause(c command) {
+	h := l.h
+	if h.cfg.PauseDir == "" {
+		h.answer(c, reply{Error: &RequestError{Code: http.StatusNotImplemented, Message: "this worker cannot pause sessions (no pause folder)"}})
+		return
+	}
+	if l.state() == StatePaused {
+		h.answerBody(c, l.record())
+		return
+	}
+	if err := os.MkdirAll(h.cfg.PauseDir, 0o700); err != nil {
+		h.answer(c, reply{Error: &RequestError{Code: http.StatusInternalServerError, Message: "pause: " + err.Error()}})
+		return
+	}
+	path := l.pauseFile()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err == nil {
+		w := bufio.NewWriterSize(f, 1<<20)
+		var st sandbox.PauseStats
+		if st, err = l.sess.Pause(w); err == nil {
+			err = w.Flush()
+			h.log.Info("session paused", "session", l.rec.ID, "took", st.Took, "mib", st.Bytes>>20)
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		if l.sess.Err() != nil {
+			h.answer(c, reply{Gone: l.gone()})
+			return
+		}
+		h.answer(c, reply{Error: &RequestError{Code: http.StatusInternalServerError, Message: "the session could not be paused (it runs on): " + firstLine(err.Error())}})
+		return
+	}
+	l.mu.Lock()
+	l.rec.State, l.mem = StatePaused, 0
+	l.mu.Unlock()
+	_ = h.save(l)
+	h.refresh()
+	h.answerBody(c, l.record())
+}
+
+// resume brings a paused session back, if the worker has room for it.
+func (l *live) resume(c command) {
+	h := l.h
+	if l.state() != StatePaused {
+		h.answerBody(c, l.record())
+		return
+	}
+	h.mu.Lock()
+	free := h.capacity().Free
+	h.mu.Unlock()
+	if free <= 0 {
+		h.answer(c, reply{Error: &RequestError{Code: http.StatusServiceUnavailable, Message: "this session's worker has no room to resume it now: try again later"}})
+		return
+	}
+	path := l.pauseFile()
+	f, err := os.Open(path)
+	if err == nil {
+		var st sandbox.PauseStats
+		st, err = l.sess.Resume(bufio.NewReaderSize(f, 1<<20))
+		f.Close()
+		if err == nil {
+			h.log.Info("session resumed", "session", l.rec.ID, "took", st.Took)
+		}
+	}
+	if err != nil {
+		l.end(StateLost, "it could not be resumed: "+firstLine(err.Error()))
+		h.answer(c, reply{Gone: l.gone()})
+		return
+	}
+	_ = os.Remove(path)
+	l.mu.Lock()
+	l.rec.State, l.lastActive = StateRunning, time.Now()
+	l.mu.Unlock()
+	if m, err := l.sess.HostMemory(); err == nil {
+		l.mu.Lock()
+		l.mem = m.PrivateDirty
+		l.mu.Unlock()
+	}
+	_ = h.save(l)
+	h.refresh()
+	h.answerBody(c, l.record())
+}
+
+func (l *live) record() Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rec
+}
+
+// CleanPaused removes the pause folders that workers of this host which
+// died left in dir (named host-pid, as workers are); a live one's stays.
+func CleanPaused(dir, host string) []string {
+	entries, _ := os.ReadDir(dir)
+	var removed []string
+	for _, e := range entries {
+		i := strings.LastIndex(e.Name(), "-")
+		if i < 0 {
+			continue
+		}
+		pid, err := strconv.Atoi(e.Name()[i+1:])
+		if err != nil || e.Name()[:i] != host || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		if os.RemoveAll(filepath.Join(dir, e.Name())) == nil {
+			removed = append(removed, e.Name())
+		}
+	}
+	return removed
 }

@@ -197,10 +197,17 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 			Queue: q, Name: fmt.Sprintf("%s-%d", host, os.Getpid()), Concurrency: f.workers,
 			Handle: api.Handler(runner, api.CallbackPolicy{AllowPrivate: f.callbackPrivate}, metrics, log), Exhausted: api.Exhausted, JobContext: jobCtx, Logger: log,
 		}
-		host := session.NewHost(session.HostConfig{Redis: rdb, Name: w.Name, Runner: sessionRunner,
-			MaxSessions: f.sess.max, MemoryBudget: int64(f.sess.memoryMiB) << 20, Policy: policy, Observer: metrics, Logger: log})
+		// Paused sessions' VMs are files of this worker's; a dead
+		// worker's are removed, as its VM folders and jails are.
+		pauses := filepath.Join(dir, "pause")
+		if stale := session.CleanPaused(pauses, host); len(stale) > 0 {
+			log.Info("removed paused sessions of a dead worker", "folders", stale)
+		}
+		sessions := session.NewHost(session.HostConfig{Redis: rdb, Name: w.Name, Runner: sessionRunner,
+			MaxSessions: f.sess.max, MemoryBudget: int64(f.sess.memoryMiB) << 20, Policy: policy,
+			PauseDir: filepath.Join(pauses, w.Name), Observer: metrics, Logger: log})
 		sessionsDone := make(chan struct{})
-		go func() { host.Run(ctx); close(sessionsDone) }()
+		go func() { sessions.Run(ctx); close(sessionsDone) }()
 		go func() { w.Run(ctx); <-sessionsDone; close(workersDone) }()
 		if !r.api && f.metricsListen != "" {
 			// A worker without the API: its job metrics are nowhere else.
