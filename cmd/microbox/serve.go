@@ -208,6 +208,12 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 			PauseDir: filepath.Join(pauses, w.Name), Observer: metrics, Logger: log})
 		sessionsDone := make(chan struct{})
 		go func() { sessions.Run(ctx); close(sessionsDone) }()
+		// Ready means ready for sessions too: announce the workers once
+		// their session host is registered in Redis.
+		select {
+		case <-sessions.Ready():
+		case <-ctx.Done():
+		}
 		go func() { w.Run(ctx); <-sessionsDone; close(workersDone) }()
 		if !r.api && f.metricsListen != "" {
 			// A worker without the API: its job metrics are nowhere else.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -239,5 +240,113 @@ func TestWorkerKilledMidJob(t *testing.T) {
 		if strings.Contains(string(ppid), " "+strconv.Itoa(w1.Process.Pid)+" ") {
 			t.Fatalf("a QEMU of the killed worker is still running: %s", pid)
 		}
+	}
+}
+
+// TestWorkerKilledUnderLiveSessions: SIGKILL a worker that holds sessions.
+// Its sessions read lost (410 with that message) once its liveness lapses,
+// a client attached to a process's events gets an error event instead of
+// a hang, and the next worker on the host removes what it left (its pause
+// folder; its VM folders and jails, as for jobs).
+func TestWorkerKilledUnderLiveSessions(t *testing.T) {
+	vmtest.RequireImage(t, "bash")
+	env := vmtest.Require(t)
+	srv := redistest.Start(t)
+	bin := buildCLIWithAgent(t)
+	var apiErr, w1Err, w2Err bytes.Buffer
+	_, base := startProc(t, bin, srv.Socket, &apiErr, "api", "--listen", "127.0.0.1:0")
+	w1, _ := startProc(t, bin, srv.Socket, &w1Err, "worker", "--workers", "1", "--metrics-listen", "")
+	call := func(method, path, body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	var ids []string
+	for range 2 {
+		code, m := call("POST", "/v1/sessions", `{"language":"bash"}`)
+		if code != http.StatusCreated {
+			t.Fatalf("create: %d %v\n%s", code, m, w1Err.String())
+		}
+		ids = append(ids, m["id"].(string))
+	}
+	if code, m := call("POST", "/v1/sessions/"+ids[0]+"/exec", `{"argv":["echo","up"]}`); code != 200 || m["stdout"] != "up\n" {
+		t.Fatalf("exec: %d %v", code, m)
+	}
+	if code, m := call("POST", "/v1/sessions/"+ids[1]+"/pause", ""); code != 200 {
+		t.Fatalf("pause: %d %v\n%s", code, m, w1Err.String())
+	}
+	pauses, _ := filepath.Glob(filepath.Join(env.CacheDir, "pause", "*-"+strconv.Itoa(w1.Process.Pid), "*.vm"))
+	if len(pauses) != 1 {
+		t.Fatalf("pause files of the worker: %v", pauses)
+	}
+	// A client attached to a long process's events.
+	code, m := call("POST", "/v1/sessions/"+ids[0]+"/exec", `{"argv":["bash","-c","while true; do echo tick; sleep 0.5; done"],"background":true}`)
+	if code != http.StatusAccepted {
+		t.Fatalf("background exec: %d %v", code, m)
+	}
+	resp, err := http.Get(fmt.Sprintf("%s/v1/sessions/%s/processes/%d/events", base, ids[0], int(m["pid"].(float64))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	streamEnd := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		last := ""
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "event: ") {
+				last = sc.Text()
+			}
+		}
+		streamEnd <- last
+	}()
+
+	if err := w1.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = w1.Wait()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, m := call("POST", "/v1/sessions/"+ids[0]+"/exec", `{"argv":["true"]}`)
+		if code == http.StatusGone && strings.Contains(fmt.Sprint(m["error"]), "lost") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("exec on a dead worker's session: %d %v, want 410 saying it is lost", code, m)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, id := range ids {
+		if code, m := call("GET", "/v1/sessions/"+id, ""); code != 200 || m["state"] != "lost" {
+			t.Errorf("GET %s: %d %v, want state lost", id, code, m)
+		}
+	}
+	select {
+	case last := <-streamEnd:
+		if last != "event: error" {
+			t.Fatalf("the event stream ended with %q, want an error event", last)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the event stream of a lost session hangs")
+	}
+	// The next worker on the host clears what the dead one left.
+	startProc(t, bin, srv.Socket, &w2Err, "worker", "--workers", "1", "--metrics-listen", "")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Dir(pauses[0])); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dead worker's pause folder is still there\n%s", w2Err.String())
+		}
+	}
+	if code, m := call("POST", "/v1/sessions", `{"language":"bash"}`); code != http.StatusCreated {
+		t.Fatalf("create on the new worker: %d %v", code, m)
 	}
 }
