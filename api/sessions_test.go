@@ -750,3 +750,37 @@ func TestSessionPauseResumeOverHTTP(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+func TestSessionCreateIdempotentAndLifetimeCap(t *testing.T) {
+	s := startSessionService(t, session.Policy{DefaultIdle: 3 * time.Second, MaxIdle: 3 * time.Second, MaxLifetime: 8 * time.Second}, "bash")
+	// The same request id twice: one session.
+	code, a, _ := s.do(t, "alice", "POST", "/v1/sessions", strings.NewReader(`{"language":"bash"}`), "Idempotency-Key", "req-1")
+	if code != http.StatusCreated {
+		t.Fatalf("first create: %d %v", code, a)
+	}
+	code, b, _ := s.do(t, "alice", "POST", "/v1/sessions", strings.NewReader(`{"language":"bash"}`), "Idempotency-Key", "req-1")
+	if code != http.StatusOK || b["id"] != a["id"] {
+		t.Fatalf("second create with the same key: %d %v, want 200 and %v", code, b, a["id"])
+	}
+	// Another owner's same request id is another request.
+	code, c, _ := s.do(t, "bob", "POST", "/v1/sessions", strings.NewReader(`{"language":"bash","request_id":"req-1"}`))
+	if code != http.StatusCreated || c["id"] == a["id"] {
+		t.Fatalf("bob's create with alice's request id: %d %v", code, c)
+	}
+	// Kept alive past its idle timeout, it still ends at its lifetime cap.
+	id := a["id"].(string)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		code, m := s.json(t, "alice", "POST", "/v1/sessions/"+id+"/keepalive", `{"timeout":3}`)
+		if code == http.StatusGone {
+			if !strings.Contains(fmt.Sprint(m["error"]), "lifetime cap") {
+				t.Fatalf("ended, but not by its lifetime cap: %v", m)
+			}
+			break
+		}
+		if code != http.StatusOK || time.Now().After(deadline) {
+			t.Fatalf("keepalive: %d %v", code, m)
+		}
+		time.Sleep(time.Second)
+	}
+}

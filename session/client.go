@@ -235,18 +235,20 @@ func (c *Client) Create(ctx context.Context, owner string, req CreateRequest) (r
 	id := newID()
 	if req.RequestID != "" {
 		key := c.keys.idem(owner, req.RequestID)
-		ok, err := c.rdb.SetNX(ctx, key, id, c.cfg.Policy.MaxLifetime).Result()
-		if err != nil {
-			return nil, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		// It must outlive the create as well as the session it names.
+		ok, serr := c.rdb.SetNX(ctx, key, id, c.cfg.Policy.MaxLifetime+c.cfg.CreateTimeout).Result()
+		if serr != nil {
+			return nil, false, fmt.Errorf("%w: %v", ErrUnavailable, serr)
 		}
 		if !ok {
-			first, err := c.rdb.Get(ctx, key).Result()
-			if err != nil {
-				return nil, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			first, gerr := c.rdb.Get(ctx, key).Result()
+			if gerr != nil {
+				return nil, false, fmt.Errorf("%w: %v", ErrUnavailable, gerr)
 			}
 			rec, err := c.awaitCreated(ctx, owner, first)
 			return rec, false, err
 		}
+		// A create that fails frees its request id for a retry.
 		defer func() {
 			if err != nil {
 				_ = c.rdb.Del(context.WithoutCancel(ctx), key).Err()
