@@ -673,13 +673,37 @@ func TestSessionBadInput(t *testing.T) {
 	}
 }
 
+// waitRunning waits until the session lists a running process.
+func waitRunning(t *testing.T, s *sessionService, id string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		_, m := s.json(t, "alice", "GET", "/v1/sessions/"+id+"/processes", "")
+		if procs, _ := m["processes"].([]any); len(procs) > 0 && procs[len(procs)-1].(map[string]any)["running"] == true {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no process runs: %v", m)
+		}
+	}
+}
+
 func TestSessionIdleExpiry(t *testing.T) {
-	s := startSessionService(t, session.Policy{DefaultIdle: 2 * time.Second, MaxIdle: time.Minute}, "bash")
-	id := s.create(t, "alice", `{"language":"bash","timeout":2}`)
-	// A running foreground exec keeps it in use past its timeout.
-	m := s.exec(t, "alice", id, `{"argv":["sleep","4"]}`)
-	if statusID(m) != 3 {
-		t.Fatalf("sleep 4: %v", m)
+	s := startSessionService(t, session.Policy{DefaultIdle: time.Minute, MaxIdle: time.Minute}, "bash")
+	id := s.create(t, "alice", `{"language":"bash"}`)
+	// A foreground process keeps the session in use past its timeout:
+	// the timeout is cut to 2 s only once the process runs, so no delay
+	// between calls can decide the outcome.
+	done := make(chan map[string]any, 1)
+	go func() {
+		_, m := s.json(t, "alice", "POST", "/v1/sessions/"+id+"/exec", `{"argv":["sleep","6"]}`)
+		done <- m
+	}()
+	waitRunning(t, s, id)
+	if code, m := s.json(t, "alice", "POST", "/v1/sessions/"+id+"/keepalive", `{"timeout":2}`); code != http.StatusOK {
+		t.Fatalf("keepalive: %d %v", code, m)
+	}
+	if m := <-done; statusID(m) != 3 {
+		t.Fatalf("sleep 6 in a session with a 2 s idle timeout: %v", m)
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -752,7 +776,7 @@ func TestSessionPauseResumeOverHTTP(t *testing.T) {
 }
 
 func TestSessionCreateIdempotentAndLifetimeCap(t *testing.T) {
-	s := startSessionService(t, session.Policy{DefaultIdle: 3 * time.Second, MaxIdle: 3 * time.Second, MaxLifetime: 8 * time.Second}, "bash")
+	s := startSessionService(t, session.Policy{DefaultIdle: 20 * time.Second, MaxIdle: 20 * time.Second, MaxLifetime: 25 * time.Second}, "bash")
 	// The same request id twice: one session.
 	code, a, _ := s.do(t, "alice", "POST", "/v1/sessions", strings.NewReader(`{"language":"bash"}`), "Idempotency-Key", "req-1")
 	if code != http.StatusCreated {
@@ -767,20 +791,23 @@ func TestSessionCreateIdempotentAndLifetimeCap(t *testing.T) {
 	if code != http.StatusCreated || c["id"] == a["id"] {
 		t.Fatalf("bob's create with alice's request id: %d %v", code, c)
 	}
-	// Kept alive past its idle timeout, it still ends at its lifetime cap.
+	// In use past its idle timeout (a foreground process runs), it still
+	// ends at its lifetime cap, whatever the delays between calls.
 	id := a["id"].(string)
+	go s.json(t, "alice", "POST", "/v1/sessions/"+id+"/exec", `{"argv":["sleep","600"]}`)
+	waitRunning(t, s, id)
 	deadline := time.Now().Add(time.Minute)
 	for {
-		code, m := s.json(t, "alice", "POST", "/v1/sessions/"+id+"/keepalive", `{"timeout":3}`)
-		if code == http.StatusGone {
-			if !strings.Contains(fmt.Sprint(m["error"]), "lifetime cap") {
+		code, m := s.json(t, "alice", "GET", "/v1/sessions/"+id, "")
+		if m["state"] == "expired" {
+			if !strings.Contains(fmt.Sprint(m["reason"]), "lifetime cap") {
 				t.Fatalf("ended, but not by its lifetime cap: %v", m)
 			}
 			break
 		}
 		if code != http.StatusOK || time.Now().After(deadline) {
-			t.Fatalf("keepalive: %d %v", code, m)
+			t.Fatalf("get: %d %v", code, m)
 		}
-		time.Sleep(time.Second)
+		time.Sleep(200 * time.Millisecond)
 	}
 }
