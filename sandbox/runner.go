@@ -421,7 +421,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 
 func (r *Runner) boot(ctx context.Context, img languages.Image, log *slog.Logger) (*vmm.VM, error) {
 	vm, err := vmm.Start(ctx, vmm.Config{
-		QEMU: r.cfg.QEMU, Kernel: r.kernel, Initramfs: r.initramfs, Image: img.Path,
+		QEMU: r.cfg.QEMU, Kernel: r.kernel, Initramfs: r.initramfs, Image: img.Path, Base: img.Base,
 		MemoryMiB: r.cfg.MemoryMiB, VCPUs: r.cfg.VCPUs, Accel: r.accel, RunDir: r.cfg.RunDir, Jail: r.jail, Logger: log,
 	})
 	if err != nil {

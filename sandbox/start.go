@@ -71,7 +71,7 @@ func (r *Runner) state(lang string) *langState {
 // vmConfig is the VM every job of img's language runs in.
 func (r *Runner) vmConfig(lang languages.Language, img languages.Image, log *slog.Logger) vmm.Config {
 	return vmm.Config{
-		QEMU: r.cfg.QEMU, Kernel: r.kernel, Initramfs: r.initramfs, Image: img.Path,
+		QEMU: r.cfg.QEMU, Kernel: r.kernel, Initramfs: r.initramfs, Image: img.Path, Base: img.Base,
 		MemoryMiB: r.cfg.MemoryMiB, VCPUs: r.cfg.VCPUs, Accel: r.accel, RunDir: r.cfg.RunDir, Jail: r.jail, Logger: log,
 		SnapshotSalt: lang.Hello, // what warmed it
 	}
