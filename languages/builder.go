@@ -264,7 +264,7 @@ func (b *Builder) buildImage(ctx context.Context, r recipe, lang Language) (img 
 	b.printf("[%s] building image (packages: %s; log %s)", lang.ID, strings.Join(lang.Packages, " "), j.logPath)
 
 	var version string
-	var standalone, used int64
+	var standalone, used, baseBytes int64
 	var layer layerStat
 	steps := []step{
 		{"copy base", func() error {
@@ -319,6 +319,9 @@ func (b *Builder) buildImage(ctx context.Context, r recipe, lang Language) (img 
 		if standalone, _, err = usage(rootfs); err != nil {
 			return err
 		}
+		if bm, err := readManifest(r.baseDir()); err == nil {
+			baseBytes = bm.Bytes
+		}
 		layer, err = reduceToLayer(filepath.Join(r.baseDir(), "rootfs"), rootfs)
 		fmt.Fprintf(j.log, "layer: %d entries kept, %d removed (in the base), %d whiteouts\n", layer.Kept, layer.Removed, layer.Whiteouts)
 		return err
@@ -336,7 +339,7 @@ func (b *Builder) buildImage(ctx context.Context, r recipe, lang Language) (img 
 		return j.commit(final, imageFile, manifest{
 			Language: lang.ID, Version: version, Packages: lang.Packages,
 			Key: r.key(lang), BaseKey: r.baseKey, Suite: r.suite, Mirror: r.mirror,
-			Bytes: used, Standalone: standalone, Layer: layer,
+			Bytes: used, BaseBytes: baseBytes, Standalone: standalone, Layer: layer,
 		})
 	}})
 	if err := j.steps(steps); err != nil {

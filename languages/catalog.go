@@ -312,8 +312,8 @@ var catalog = []Language{
 		SourceFile: "Main.kt", Extensions: []string{".kt"},
 		Compile: append(append([]string{"kotlinc"}, jvmCompiler("kotlinc.jsa")...), OptionsSlot, "Main.kt"), ExtraSources: true,
 		Run: []string{"kotlin", "-J-XX:+UseSerialGC", "MainKt"},
-		// The JVM warns first about an option kotlinc passes it.
-		VersionCmd: []string{"/bin/sh", "-c", "kotlinc -version 2>&1 | grep kotlinc-jvm"},
+		// Debian's kotlinc calls itself 1.3-SNAPSHOT: the package knows.
+		VersionCmd: []string{"dpkg-query", "-W", "-f=${Version}\n", "kotlin"},
 		Hello:      kotlinHello,
 	},
 	{

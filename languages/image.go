@@ -25,11 +25,13 @@ type Image struct {
 	Version  string // version read from the built image by running VersionCmd in it; "" without one
 	Size     int64  // bytes the layer takes on disk (allocated, not apparent)
 	BaseSize int64  // bytes the base image takes on disk
-	// Standalone is the bytes of files and inodes a root filesystem of the
-	// language alone, base included, would hold: what each image took
-	// before images were layered.
-	Standalone int64
-	Key        string // recipe hash
+	// Bytes and BaseBytes are the bytes of files and inodes (the measure
+	// images are sized by) in the layer and in the base; Standalone the
+	// same of the language's whole tree, base included: what each image
+	// took before images were layered. Zero for images built before these
+	// were recorded.
+	Bytes, BaseBytes, Standalone int64
+	Key                          string // recipe hash
 }
 
 // ErrNotBuilt is wrapped by Find when the image for a language's current
@@ -85,6 +87,7 @@ type manifest struct {
 	Size         int64     `json:"size"`                 // allocated bytes of the ext4 file
 	Bytes        int64     `json:"bytes"`                // bytes of files and inodes in it (usage)
 	Standalone   int64     `json:"standalone,omitempty"` // the same of the language's whole tree, base included
+	BaseBytes    int64     `json:"base_bytes,omitempty"` // the base's Bytes, for a layer
 	Layer        layerStat `json:"layer"`
 	BuildSeconds float64   `json:"build_seconds"`
 	BuiltAt      time.Time `json:"built_at"`
@@ -218,7 +221,7 @@ func (r recipe) find(lang Language) (Image, error) {
 		return Image{}, fmt.Errorf("image %s: %w", lang.ID, err)
 	}
 	return Image{Language: lang.ID, Path: filepath.Join(dir, imageFile), Base: r.baseImage(), Version: m.Version,
-		Size: layer, BaseSize: base, Standalone: m.Standalone, Key: key}, nil
+		Size: layer, BaseSize: base, Bytes: m.Bytes, BaseBytes: m.BaseBytes, Standalone: m.Standalone, Key: key}, nil
 }
 
 // readManifest reads dir/manifest.json; a missing one wraps fs.ErrNotExist.
