@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sys/unix"
 
 	"microbox/api"
@@ -64,17 +65,7 @@ func BenchmarkLanguages(b *testing.B) {
 	env := vmtest.Require(b)
 	langs := benchLanguages(b, env)
 	rounds := benchRounds()
-	srv, err := redisserver.Start(context.Background(), b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Kill()
-	rdb := srv.Client()
-	defer rdb.Close()
-	q := queue.New(rdb, queue.Config{})
-	if err := q.Init(context.Background()); err != nil {
-		b.Fatal(err)
-	}
+	q, rdb := startQueue(b)
 	log := slog.New(slog.DiscardHandler)
 	hs := httptest.NewServer(api.New(api.Config{Queue: q, Redis: rdb, CacheDir: env.CacheDir, WaitTimeout: 20 * time.Minute}).Handler())
 	defer hs.Close()
@@ -177,6 +168,24 @@ func BenchmarkLanguages(b *testing.B) {
 	}
 	b.Logf("\n%s", w.String())
 	writeResult(b, "languages", w.String(), rows)
+}
+
+// startQueue starts a private redis-server and a job queue on it; both
+// end with b.
+func startQueue(b *testing.B) (*queue.Queue, *redis.Client) {
+	b.Helper()
+	srv, err := redisserver.Start(context.Background(), b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(srv.Kill)
+	rdb := srv.Client()
+	b.Cleanup(func() { rdb.Close() })
+	q := queue.New(rdb, queue.Config{})
+	if err := q.Init(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return q, rdb
 }
 
 func firstLine(s string) string {

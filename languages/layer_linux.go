@@ -36,6 +36,10 @@ func reduceDir(base, dir string, st *layerStat) (keep bool, err error) {
 		return false, err
 	}
 	seen := make(map[string]bool, len(entries))
+	drop := func(p string) error { // the base has it as it is
+		st.Removed++
+		return os.Remove(p)
+	}
 	for _, e := range entries {
 		seen[e.Name()] = true
 		p, bp := filepath.Join(dir, e.Name()), filepath.Join(base, e.Name())
@@ -59,12 +63,9 @@ func reduceDir(base, dir string, st *layerStat) (keep bool, err error) {
 			if inner || !sameMeta(fi, bfi) {
 				st.Kept++
 				keep = true
-				continue
-			}
-			if err := os.Remove(p); err != nil {
+			} else if err := drop(p); err != nil {
 				return false, err
 			}
-			st.Removed++
 			continue
 		}
 		same, err := sameEntry(p, bp, fi, bfi)
@@ -74,12 +75,9 @@ func reduceDir(base, dir string, st *layerStat) (keep bool, err error) {
 		if !same {
 			st.Kept++
 			keep = true
-			continue
-		}
-		if err := os.Remove(p); err != nil {
+		} else if err := drop(p); err != nil {
 			return false, err
 		}
-		st.Removed++
 	}
 	gone, err := os.ReadDir(base)
 	if err != nil {
@@ -165,7 +163,7 @@ func sameContent(a, b string) (bool, error) {
 // whiteout makes the overlayfs whiteout that hides path of the layers
 // below: a character device 0:0.
 func whiteout(path string) error {
-	if err := unix.Mknod(path, unix.S_IFCHR|0o000, 0); err != nil {
+	if err := unix.Mknod(path, unix.S_IFCHR, 0); err != nil {
 		return &fs.PathError{Op: "mknod whiteout", Path: path, Err: err}
 	}
 	return nil

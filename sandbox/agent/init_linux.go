@@ -172,11 +172,18 @@ func mountRoot() error {
 // with devtmpfs and no udev there is no /dev/disk/by-id, so the serial is
 // read from sysfs.
 func findDisk(serial string, deadline time.Time) (string, error) {
+	return findDevice("/sys/block/vd*/serial", serial, deadline)
+}
+
+// findDevice waits for a sysfs attribute file matching pattern whose
+// content is want, and returns the /dev node of the device it belongs to
+// (the name of the file's folder) once that exists.
+func findDevice(pattern, want string, deadline time.Time) (string, error) {
 	for {
-		paths, _ := filepath.Glob("/sys/block/vd*/serial")
+		paths, _ := filepath.Glob(pattern)
 		for _, p := range paths {
 			b, err := os.ReadFile(p)
-			if err == nil && strings.TrimSpace(string(b)) == serial {
+			if err == nil && strings.TrimSpace(string(b)) == want {
 				dev := "/dev/" + filepath.Base(filepath.Dir(p))
 				if err := waitFor(dev, time.Until(deadline)); err != nil {
 					return "", err
@@ -185,7 +192,7 @@ func findDisk(serial string, deadline time.Time) (string, error) {
 			}
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("no disk with serial %q under /sys/block", serial)
+			return "", fmt.Errorf("no device under %s is %q", pattern, want)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -245,24 +252,7 @@ func waitFor(path string, timeout time.Duration) error {
 // and no udev there is no /dev/virtio-ports link, so the name is read from
 // sysfs.
 func findPort(name string, timeout time.Duration) (string, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		names, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
-		for _, n := range names {
-			b, err := os.ReadFile(n)
-			if err == nil && strings.TrimSpace(string(b)) == name {
-				dev := "/dev/" + filepath.Base(filepath.Dir(n))
-				if err := waitFor(dev, time.Until(deadline)); err != nil {
-					return "", err
-				}
-				return dev, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("virtio port %q not found under /sys/class/virtio-ports", name)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return findDevice("/sys/class/virtio-ports/*/name", name, time.Now().Add(timeout))
 }
 
 // patientReader turns the port's EOF (no host connected) into a wait: the
