@@ -157,6 +157,12 @@ var langPrograms = map[string]langProgram{
 	},
 }
 
+// slowLimits give the test programs time to spare: whether a language
+// works must not depend on how loaded the host is under TCG, where a JVM
+// starting cold takes tens of seconds of guest CPU (limits have tests of
+// their own).
+var slowLimits = Limits{CPUTime: time.Minute, WallTime: 2 * time.Minute}
+
 // echoInput is what every echo program gets and must give back.
 const echoInput = "microbox\n42 is the answer\n"
 
@@ -191,7 +197,8 @@ func TestLanguages(t *testing.T) {
 			runLang := func(what, src, stdin string) Result {
 				t.Helper()
 				start := time.Now()
-				res, err := r.Run(ctx, Job{ID: lang.ID + "-" + what, Language: lang.ID, Source: []byte(src), Stdin: []byte(stdin)})
+				res, err := r.Run(ctx, Job{ID: lang.ID + "-" + what, Language: lang.ID, Source: []byte(src), Stdin: []byte(stdin),
+					Limits: slowLimits, CompileLimits: slowLimits})
 				if err != nil {
 					t.Fatalf("%s: %v", what, err)
 				}
@@ -204,7 +211,7 @@ func TestLanguages(t *testing.T) {
 				// runtime error with no input.
 				start := time.Now()
 				res, err := r.Run(ctx, Job{ID: lang.ID + "-echo", Language: lang.ID, Source: []byte(progs.echo),
-					Tests: []protocol.Test{{Stdin: []byte(echoInput)}, {}}})
+					Tests: []protocol.Test{{Stdin: []byte(echoInput)}, {}}, Limits: slowLimits, CompileLimits: slowLimits})
 				if err != nil {
 					t.Fatalf("echo: %v", err)
 				}

@@ -272,11 +272,18 @@ func (r *Runner) loadOrBuild(lang languages.Language, img languages.Image, log *
 	return snap, nil
 }
 
+// warmLimits bound the warm-up run's compile and run in time only: it is
+// the catalog's own Hello, there to load the runtime, and under TCG a JVM
+// or a C++ compiler starting cold takes tens of seconds of guest CPU for
+// it, past the defaults meant for users' programs (measured here: Clojure's
+// hello, 27 s of guest CPU interpreted, over 100 s of wall with the JIT).
+var warmLimits = Limits{CPUTime: time.Minute, WallTime: 2 * time.Minute}
+
 // warm runs the language's Hello in vm and checks its output, so that the
 // runtime is in the guest's page cache and its code in this QEMU's
 // translation cache.
 func (r *Runner) warm(ctx context.Context, vm *vmm.VM, lang languages.Language, log *slog.Logger) error {
-	p, err := r.prepare(Job{ID: "warm-up", Language: lang.ID, Source: []byte(lang.Hello)})
+	p, err := r.prepare(Job{ID: "warm-up", Language: lang.ID, Source: []byte(lang.Hello), Limits: warmLimits, CompileLimits: warmLimits})
 	if err != nil {
 		return err
 	}
