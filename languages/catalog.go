@@ -193,14 +193,6 @@ var catalog = []Language{
 		Hello: "#include <iostream>\nint main() { std::cout << \"Hello, World!\" << std::endl; }\n",
 	},
 	{
-		ID: "crystal", Judge0ID: 1003, Name: "Crystal (%s)",
-		Packages:   []string{"crystal"},
-		SourceFile: "main.cr", Extensions: []string{".cr"},
-		Compile: []string{"crystal", "build", OptionsSlot, "-o", "main", "main.cr"},
-		Run:     []string{"./main"}, VersionCmd: []string{"crystal", "--version"},
-		Hello: `puts "Hello, World!"`,
-	},
-	{
 		ID: "csharp", Judge0ID: 51, Name: "C# (Mono %s)",
 		Packages:   []string{"mono-mcs"},
 		SourceFile: "Main.cs", Extensions: []string{".cs"},

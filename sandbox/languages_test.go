@@ -67,7 +67,6 @@ var langPrograms = map[string]langProgram{
 		echo:      "#include <iostream>\n#include <iterator>\n#include <stdexcept>\n#include <string>\nint main() {\n    std::string s((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());\n    if (s.empty()) throw std::runtime_error(\"no input\");\n    std::cout << s;\n}\n",
 		noCompile: "int main() { return undefined_name; }\n",
 	},
-	"crystal": {echo: "s = STDIN.gets_to_end\nraise \"no input\" if s.empty?\nprint s\n", noCompile: "puts undefined_name\n"},
 	"csharp": {
 		echo:      "public class Echo {\n    public static void Main() {\n        string s = System.Console.In.ReadToEnd();\n        if (s.Length == 0) throw new System.Exception(\"no input\");\n        System.Console.Write(s);\n    }\n}\n",
 		noCompile: "public class Bad { public static void Main() { UndefinedName(); } }\n",
