@@ -244,7 +244,10 @@ func BenchmarkImages(b *testing.B) {
 	hello := func(lang languages.Language) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 		defer cancel()
-		res, err := r.Run(ctx, sandbox.Job{ID: "cache-" + lang.ID, Language: lang.ID, Source: []byte(lang.Hello)})
+		// Time to spare: what is measured is what the run reads, and a
+		// loaded host must not cut it short.
+		room := sandbox.Limits{CPUTime: time.Minute, WallTime: 2 * time.Minute}
+		res, err := r.Run(ctx, sandbox.Job{ID: "cache-" + lang.ID, Language: lang.ID, Source: []byte(lang.Hello), Limits: room, CompileLimits: room})
 		if err == nil && (res.Status != sandbox.StatusAccepted || string(res.Stdout) != "Hello, World!\n") {
 			err = fmt.Errorf("hello: %s %s %q", res.Status.Description, res.Message, res.Stdout)
 		}
@@ -290,7 +293,7 @@ func BenchmarkImages(b *testing.B) {
 		afterLayers += n
 	}
 
-	var sumStandalone, sumLayer, sumLayerAll, sumBefore int64
+	var sumStandalone, sumLayer, sumLayerAll, sumFull, sumBefore int64
 	var w strings.Builder
 	fmt.Fprintf(&w, "%d languages. Disk: bytes of files and inodes (what the builder sizes an image by), and the ext4 file's allocated bytes. Page cache: after the language's Hello in a cold-booted VM, from cold.\n\n", len(rows))
 	fmt.Fprintf(&w, "| id | whole tree (one image each, before) | layer | layer ext4 allocated | page cache: base | page cache: layer |\n|---|---|---|---|---|---|\n")
@@ -299,18 +302,27 @@ func BenchmarkImages(b *testing.B) {
 		if rw.Error != "" {
 			note = " (hello failed: " + strings.ReplaceAll(firstLine(rw.Error), "|", "/") + ")"
 		}
-		fmt.Fprintf(&w, "| `%s` | %s | %s | %s | %s | %s%s |\n", rw.ID, mib(rw.Standalone), mib(rw.Layer), mib(rw.LayerAll),
+		layer := mib(rw.Layer)
+		if rw.Layer == 0 && rw.LayerAll > 1<<20 {
+			layer = "–" // built before layers recorded it
+		}
+		fmt.Fprintf(&w, "| `%s` | %s | %s | %s | %s | %s%s |\n", rw.ID, mib(rw.Standalone), layer, mib(rw.LayerAll),
 			mib(rw.BaseCached), mib(rw.LayerCached), note)
 		if langOwnImage(rw.ID) {
 			sumStandalone += rw.Standalone
 			sumLayer += rw.Layer
 			sumLayerAll += rw.LayerAll
+			// Each full image held the base and the language's part.
+			sumFull += base.BaseSize + rw.LayerAll
 		}
 		sumBefore += rw.BaseCached + rw.LayerCached
 	}
 	fmt.Fprintf(&w, "\n| totals | before: one full image per language | after: one base, a layer per language |\n|---|---|---|\n")
-	fmt.Fprintf(&w, "| disk, bytes of files | %s | %s (base %s + layers %s) |\n", mib(sumStandalone), mib(base.BaseBytes+sumLayer), mib(base.BaseBytes), mib(sumLayer))
-	fmt.Fprintf(&w, "| disk, ext4 allocated | – | %s (base %s + layers %s) |\n", mib(base.BaseSize+sumLayerAll), mib(base.BaseSize), mib(sumLayerAll))
+	if base.BaseBytes > 0 && !slices.ContainsFunc(rows, func(rw row) bool { return rw.Layer == 0 && rw.LayerAll > 1<<20 }) {
+		fmt.Fprintf(&w, "| disk, bytes of files | %s | %s (base %s + layers %s) |\n", mib(sumStandalone), mib(base.BaseBytes+sumLayer), mib(base.BaseBytes), mib(sumLayer))
+	}
+	fmt.Fprintf(&w, "| disk, ext4 allocated | %s (the base's and the layer's for each, estimated) | %s (base %s + layers %s) |\n",
+		mib(sumFull), mib(base.BaseSize+sumLayerAll), mib(base.BaseSize), mib(sumLayerAll))
 	fmt.Fprintf(&w, "| host page cache after every language's Hello | %s (sum of each alone) | %s (base %s + layers %s, measured) |\n",
 		mib(sumBefore), mib(afterBase+afterLayers), mib(afterBase), mib(afterLayers))
 	b.Logf("\n%s", w.String())
