@@ -209,25 +209,6 @@ var catalog = []Language{
 		Hello: "import std.stdio;\nvoid main() { writeln(\"Hello, World!\"); }\n",
 	},
 	{
-		ID: "elixir", Judge0ID: 57, Name: "Elixir (%s)",
-		Packages:   []string{"elixir"},
-		SourceFile: "script.exs", Extensions: []string{".exs", ".ex"},
-		Run:        []string{"elixir", "script.exs"},
-		VersionCmd: []string{"elixir", "-e", "IO.puts(System.version())"},
-		Hello:      `IO.puts("Hello, World!")`,
-	},
-	{
-		// escript takes the first line of the file for its header (#!...)
-		// and skips it: as Judge0 does, an empty line is put in front of a
-		// program that does not start with #!.
-		ID: "erlang", Judge0ID: 58, Name: "Erlang (OTP %s)",
-		Packages:   []string{"erlang-base"},
-		SourceFile: "main.erl", Extensions: []string{".erl"},
-		Run:        sh(`sed -i '1{/^#!/!s/^/\n/}' main.erl && exec escript main.erl "$@"`),
-		VersionCmd: []string{"/bin/sh", "-c", "cat /usr/lib/erlang/releases/*/OTP_VERSION"},
-		Hello:      "main(_) -> io:format(\"Hello, World!~n\").\n",
-	},
-	{
 		// The program file runs as it is (a static or libc binary).
 		ID: "executable", Judge0ID: 44, Name: "Executable",
 		SourceFile: "a.out",

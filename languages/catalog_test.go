@@ -63,7 +63,7 @@ func FuzzParseVersion(f *testing.F) {
 
 // judge0CE are the Judge0 CE languages Debian 12 packages, which the
 // catalog must have under Judge0's ids.
-var judge0CE = []int{43, 44, 45, 46, 50, 51, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 71, 72, 73, 74,
+var judge0CE = []int{43, 44, 45, 46, 50, 51, 54, 55, 56, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 71, 72, 73, 74,
 	75, 76, 77, 78, 79, 80, 81, 82, 85, 86, 88}
 
 func TestCatalogInvariants(t *testing.T) {

@@ -75,8 +75,6 @@ var langPrograms = map[string]langProgram{
 		echo:      "import std.stdio;\nvoid main() {\n    size_t n;\n    foreach (line; stdin.byLine(KeepTerminator.yes)) { write(line); n++; }\n    if (n == 0) throw new Exception(\"no input\");\n}\n",
 		noCompile: "void main() { undefinedName(); }\n",
 	},
-	"elixir":     {echo: "case IO.read(:stdio, :eof) do\n  s when is_binary(s) and s != \"\" -> IO.write(s)\n  _ -> raise \"no input\"\nend\n"},
-	"erlang":     {echo: "main(_) -> loop(0).\nloop(N) ->\n    case io:get_line(\"\") of\n        eof when N =:= 0 -> erlang:error(no_input);\n        eof -> ok;\n        Line -> io:put_chars(Line), loop(N + 1)\n    end.\n"},
 	"executable": {echo: "#!/bin/sh\ninput=$(cat; echo x)\ninput=${input%x}\n[ -n \"$input\" ] || exit 3\nprintf '%s' \"$input\"\n"},
 	"forth":      {echo: "create buf 256 allot\nvariable n\n: echo 0 n ! begin buf 256 stdin read-line throw while buf swap type cr 1 n +! repeat drop\n  n @ 0= if 1 0 / then ;\necho\n"},
 	"fortran": {
