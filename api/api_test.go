@@ -261,7 +261,11 @@ func TestMetadataRoutes(t *testing.T) {
 	if name, _ := m["name"].(string); !strings.HasPrefix(name, "Python (3.") {
 		t.Errorf("language 71 is %v", m)
 	}
-	if code, _, _ := s.call(t, "GET", "/languages/1", ""); code != 404 {
+	// As in Judge0: an archived language is still shown, marked so.
+	if code, m, _ := s.call(t, "GET", "/languages/1", ""); code != 200 || m["is_archived"] != true || m["name"] != "Bash (4.4)" {
+		t.Errorf("archived language id: %d %v", code, m)
+	}
+	if code, _, _ := s.call(t, "GET", "/languages/12345", ""); code != 404 {
 		t.Errorf("unknown language id: %d", code)
 	}
 }

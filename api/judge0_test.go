@@ -61,6 +61,8 @@ func TestValidate(t *testing.T) {
 		{"missing language", `{"source_code":"x"}`, false, "language_id"},
 		{"unknown language", `{"source_code":"x","language_id":9999}`, false, "language_id"},
 		{"language not built", `{"source_code":"x","language_id":50}`, false, "language_id"},
+		{"archived language", `{"source_code":"x","language_id":4}`, false, "language_id"},
+		{"Judge0 language Debian lacks", `{"source_code":"x","language_id":83}`, false, "language_id"},
 		{"non-numeric language", `{"source_code":"x","language_id":"python"}`, false, "language_id"},
 		{"bad base64", `{"source_code":"%%%","language_id":71}`, true, "source_code"},
 		{"negative cpu", `{"source_code":"x","language_id":71,"cpu_time_limit":-1}`, false, "cpu_time_limit"},
@@ -88,6 +90,32 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("errors %v, want one for %s", fe, tt.field)
 			}
 		})
+	}
+}
+
+// Judge0's words for a language it archived or never had, and microbox's
+// for one this server did not build.
+func TestLanguageMessages(t *testing.T) {
+	built := map[string]bool{"python3": true, "cpp-clang": true}
+	tests := []struct {
+		id   int
+		want string
+	}{
+		{71, ""},
+		{76, ""}, // runs in c-clang's image, built for cpp-clang
+		{4, "language with id 4 is archived and cannot be used anymore"},
+		{83, "language with id 83 doesn't exist"},
+		{12345, "language with id 12345 doesn't exist"},
+		{62, "language with id 62 is not available on this server (the java image is not built)"},
+	}
+	for _, tt := range tests {
+		l, msg := byJudge0ID(tt.id, built)
+		if msg != tt.want || (msg == "" && l.judge0ID != tt.id) {
+			t.Errorf("byJudge0ID(%d) = %+v, %q; want %q", tt.id, l, msg, tt.want)
+		}
+	}
+	if l, msg := byName("java", map[string]bool{"java": true}); msg != "" || l.judge0ID != 62 {
+		t.Errorf("byName(java) = %+v, %q", l, msg)
 	}
 }
 

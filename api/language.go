@@ -10,15 +10,6 @@ import (
 	"microbox/sandbox/protocol"
 )
 
-// Judge0's language ids for the languages microbox has.
-var judge0IDs = map[int]string{46: "bash", 50: "c", 54: "cpp", 63: "javascript", 71: "python3", 72: "ruby"}
-
-// judge0Names are Judge0's display names; the version comes from the image.
-var judge0Names = map[string]string{
-	"bash": "Bash (%s)", "c": "C (GCC %s)", "cpp": "C++ (GCC %s)", "javascript": "JavaScript (Node.js %s)",
-	"python3": "Python (%s)", "ruby": "Ruby (%s)",
-}
-
 // multiFileID is Judge0's "Multi-file program": the program's files come
 // in a zip with a run script and maybe a compile script, run with bash.
 const multiFileID = 89
@@ -33,15 +24,6 @@ const (
 	multiFileName    = "multi-file"
 	multiFileDisplay = "Multi-file program"
 )
-
-func judge0ID(lang string) int {
-	for id, l := range judge0IDs {
-		if l == lang {
-			return id
-		}
-	}
-	return 0
-}
 
 // language is what a request's language resolved to.
 type language struct {
@@ -63,21 +45,20 @@ func (l language) name() string {
 func (l language) compiled() bool { return !l.multiFile && len(l.image.Compile) > 0 }
 
 // byJudge0ID resolves a Judge0 language id among the built images; the
-// message says why it cannot.
+// message says why it cannot, in Judge0's words where Judge0 has them.
 func byJudge0ID(id int, built map[string]bool) (language, string) {
-	name, known := judge0IDs[id]
+	l, err := languages.ByJudge0ID(id)
 	if id == multiFileID {
-		name, known = multiFileImage, true
+		l, err = languages.Lookup(multiFileImage)
 	}
-	if !known {
+	if err != nil {
+		if _, archived := languages.ArchivedJudge0(id); archived {
+			return language{}, fmt.Sprintf("language with id %d is archived and cannot be used anymore", id)
+		}
 		return language{}, fmt.Sprintf("language with id %d doesn't exist", id)
 	}
-	if !built[name] {
-		return language{}, fmt.Sprintf("language with id %d is not available on this server (the %s image is not built)", id, name)
-	}
-	l, err := languages.Lookup(name)
-	if err != nil {
-		return language{}, err.Error()
+	if !built[l.ID] {
+		return language{}, fmt.Sprintf("language with id %d is not available on this server (the %s image is not built)", id, l.Image())
 	}
 	return language{judge0ID: id, image: l, multiFile: id == multiFileID}, ""
 }
@@ -88,8 +69,8 @@ func byName(name string, built map[string]bool) (language, string) {
 	if name == multiFileName {
 		return byJudge0ID(multiFileID, built)
 	}
-	if id := judge0ID(name); id != 0 {
-		return byJudge0ID(id, built)
+	if l, err := languages.Lookup(name); err == nil {
+		return byJudge0ID(l.Judge0ID, built)
 	}
 	var id int
 	if _, err := fmt.Sscanf(name, "%d", &id); err == nil && fmt.Sprint(id) == name {
@@ -162,7 +143,7 @@ func checkCompilerOptions(words []string, lang language) string {
 	case lang.multiFile:
 		return "do not apply to a " + multiFileDisplay + ": give its compile script the options it needs"
 	case lang.image.ID != "" && !lang.compiled():
-		return fmt.Sprintf("apply to compiled languages only (C, C++): %s is not compiled", lang.image.Name)
+		return fmt.Sprintf("apply to compiled languages only: %s is not compiled", lang.image.ID)
 	}
 	return ""
 }

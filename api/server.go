@@ -115,6 +115,7 @@ func New(cfg Config) *Server {
 	e.GET("/submissions/:token", s.get)
 	e.DELETE("/submissions/:token", s.delete)
 	e.GET("/languages", s.languages)
+	e.GET("/languages/all", s.allLanguages)
 	e.GET("/languages/:id", s.language)
 	e.GET("/statuses", s.statuses)
 	e.GET("/about", s.about)
@@ -426,13 +427,11 @@ func (s *Server) languageList() []languageInfo {
 	var out []languageInfo
 	for _, img := range imgs {
 		l, err := languages.Lookup(img.Language)
-		id := judge0ID(img.Language)
-		if err != nil || id == 0 {
+		if err != nil {
 			continue
 		}
-		name := fmt.Sprintf(judge0Names[l.ID], img.Version)
-		out = append(out, languageInfo{ID: id, Name: name, SourceFile: l.SourceFile,
-			CompileCmd: strings.Join(l.Compile, " "), RunCmd: strings.Join(l.Run, " ")})
+		out = append(out, languageInfo{ID: l.Judge0ID, Name: l.Title(img.Version), SourceFile: l.SourceFile,
+			CompileCmd: commandLine(l.CompileArgv(nil, []string{languages.OptionsSlot})), RunCmd: commandLine(l.Run)})
 		if l.ID == multiFileImage {
 			out = append(out, languageInfo{ID: multiFileID, Name: multiFileDisplay,
 				CompileCmd: "bash compile.sh (or compile), when the zip has one", RunCmd: "bash run.sh (or run)"})
@@ -451,6 +450,20 @@ func (s *Server) languages(c echo.Context) error {
 	return c.JSON(http.StatusOK, short)
 }
 
+// allLanguages is GET /languages/all: the languages of this server and
+// Judge0's archived ones, sorted by name as Judge0 sorts them.
+func (s *Server) allLanguages(c echo.Context) error {
+	var all []map[string]any
+	for _, l := range s.languageList() {
+		all = append(all, map[string]any{"id": l.ID, "name": l.Name, "is_archived": false})
+	}
+	for _, a := range languages.Judge0Archived() {
+		all = append(all, map[string]any{"id": a.Judge0ID, "name": a.Name, "is_archived": true})
+	}
+	slices.SortStableFunc(all, func(a, b map[string]any) int { return strings.Compare(a["name"].(string), b["name"].(string)) })
+	return c.JSON(http.StatusOK, all)
+}
+
 func (s *Server) language(c echo.Context) error {
 	id, err := strconv.Atoi(c.Param("id"))
 	if err != nil {
@@ -461,7 +474,23 @@ func (s *Server) language(c echo.Context) error {
 			return c.JSON(http.StatusOK, l)
 		}
 	}
+	if a, ok := languages.ArchivedJudge0(id); ok {
+		return c.JSON(http.StatusOK, languageInfo{ID: a.Judge0ID, Name: a.Name, IsArchived: true})
+	}
 	return echo.NewHTTPError(http.StatusNotFound, "language not found")
+}
+
+// commandLine shows an argv as a shell would read it: words with spaces
+// or quotes in single quotes.
+func commandLine(argv []string) string {
+	words := make([]string, len(argv))
+	for i, w := range argv {
+		if w == "" || strings.ContainsAny(w, " \t\n'\"$`\\|&;<>()*?[]#~") && w != languages.OptionsSlot {
+			w = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+		}
+		words[i] = w
+	}
+	return strings.Join(words, " ")
 }
 
 func (s *Server) statuses(c echo.Context) error {
@@ -482,7 +511,7 @@ func (s *Server) configInfo(c echo.Context) error {
 	d, m := DefaultLimits, MaxLimits
 	var compiled []string
 	for _, l := range s.languageList() {
-		if lang, err := languages.Lookup(judge0IDs[l.ID]); err == nil && len(lang.Compile) > 0 {
+		if lang, err := languages.ByJudge0ID(l.ID); err == nil && len(lang.Compile) > 0 {
 			compiled = append(compiled, l.Name)
 		}
 	}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"microbox/api"
-	"microbox/internal/redisserver"
 	"microbox/internal/vmtest"
 	"microbox/queue"
 	"microbox/sandbox"
@@ -28,17 +27,7 @@ import (
 func BenchmarkAPI(b *testing.B) {
 	env := vmtest.Require(b)
 	vmtest.RequireImage(b, "python3")
-	srv, err := redisserver.Start(context.Background(), b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Kill()
-	rdb := srv.Client()
-	defer rdb.Close()
-	q := queue.New(rdb, queue.Config{})
-	if err := q.Init(context.Background()); err != nil {
-		b.Fatal(err)
-	}
+	q, rdb := startQueue(b)
 	log := slog.New(slog.DiscardHandler)
 	workers := 2
 	// As `microbox serve` runs by default: a pool of one VM per worker.

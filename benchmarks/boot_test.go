@@ -56,7 +56,7 @@ func BenchmarkColdBoot(b *testing.B) {
 			var boot samples
 			for b.Loop() {
 				vm, err := vmm.Start(context.Background(), vmm.Config{
-					Kernel: env.Kernel, Initramfs: initramfs, Image: img.Path, Accel: vmm.AccelAuto, Jail: jail,
+					Kernel: env.Kernel, Initramfs: initramfs, Image: img.Path, Base: img.Base, Accel: vmm.AccelAuto, Jail: jail,
 				})
 				if err != nil {
 					b.Fatal(err)
@@ -85,7 +85,7 @@ func BenchmarkJailOverhead(b *testing.B) {
 		// Four pairs per iteration: `make bench` (5x) gives 20 of each.
 		for _, j := range []*vmm.Jail{jail, nil, jail, nil, jail, nil, jail, nil} {
 			vm, err := vmm.Start(context.Background(), vmm.Config{
-				Kernel: env.Kernel, Initramfs: initramfs, Image: img.Path, Jail: j,
+				Kernel: env.Kernel, Initramfs: initramfs, Image: img.Path, Base: img.Base, Jail: j,
 				Logger: slog.New(slog.DiscardHandler),
 			})
 			if err != nil {

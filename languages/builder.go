@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"microbox/internal/logtail"
@@ -29,16 +30,25 @@ type Builder struct {
 	Mirror string
 	// Suite is the Debian suite; empty means DefaultSuite ("bookworm").
 	Suite string
+	// Jobs is how many language images are built at once; 0 means
+	// DefaultJobs. Downloads wait on the network and dpkg on the disk, so
+	// a few builds at once beat one at a time even on two cores.
+	Jobs int
 	// Progress receives one human-readable line per phase; may be nil.
 	Progress io.Writer
 	// Logger receives structured events; may be nil.
 	Logger *slog.Logger
+
+	printMu sync.Mutex // one Progress line at a time from parallel builds
 }
+
+// DefaultJobs is how many language images a Builder builds at once.
+const DefaultJobs = 3
 
 // BuildError says which language and which step of its build failed, with
 // the end of the build log when a command failed.
 type BuildError struct {
-	Language string // language id, or "base" for the shared debootstrap
+	Language string // language id, or "base" for the shared base
 	Step     string // e.g. "install packages"
 	LogTail  string // last lines of build.log; may be empty
 	Err      error
@@ -64,8 +74,10 @@ var validID = regexp.MustCompile(`^[a-z0-9][a-z0-9+_-]{0,15}$`)
 const chrootPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // Build builds the images of langs that are missing (and the shared base if
-// one is needed) and returns the images of all langs, in order. Images that
-// already exist are returned without root; building needs root.
+// one is needed), up to Jobs at once, and returns the images of all langs,
+// in order. Images that already exist are returned without root; building
+// needs root. When some builds fail the others still finish, and the error
+// joins every failure.
 func (b *Builder) Build(ctx context.Context, langs []Language) ([]Image, error) {
 	r, err := b.recipe()
 	if err != nil {
@@ -80,8 +92,8 @@ func (b *Builder) Build(ctx context.Context, langs []Language) ([]Image, error) 
 		return nil, errNeedRoot
 	}
 	for _, l := range langs {
-		if !validID.MatchString(l.ID) || len(l.VersionCmd) == 0 || len(l.Packages) == 0 {
-			return nil, fmt.Errorf("build %q image: a language needs an id of [a-z0-9+_-] (at most 16, the ext4 label limit), Packages and VersionCmd", l.ID)
+		if !validID.MatchString(l.ID) {
+			return nil, fmt.Errorf("build %q image: a language needs an id of [a-z0-9+_-] (at most 16, the ext4 label limit)", l.ID)
 		}
 	}
 	for _, t := range []struct{ bin, pkg string }{
@@ -91,47 +103,60 @@ func (b *Builder) Build(ctx context.Context, langs []Language) ([]Image, error) 
 			return nil, fmt.Errorf("building images needs %s: install the Debian package %s (apt-get install %s)", t.bin, t.pkg, t.pkg)
 		}
 	}
-	images := r.imagesDir()
-	if err := os.MkdirAll(images, 0o755); err != nil {
+	if err := os.MkdirAll(r.imagesDir(), 0o755); err != nil {
 		return nil, err
 	}
-	unlock, err := lockDir(ctx, filepath.Join(images, ".lock"), b.progress)
-	if err != nil {
+	if err := b.removeStale(r); err != nil {
 		return nil, err
 	}
-	defer unlock()
-	// Holding the lock, any temp dir is a leftover of a crashed build.
-	stale, _ := filepath.Glob(filepath.Join(images, "*.tmp*"))
-	for _, s := range stale {
-		b.logger().Info("removing stale build dir", "path", s)
-		if err := removeTree(s); err != nil {
-			return nil, fmt.Errorf("remove stale build dir: %w", err)
-		}
+	if err := b.buildBase(ctx, r); err != nil {
+		return nil, err
 	}
 
-	out := make([]Image, 0, len(langs))
-	baseReady := false
-	for _, lang := range langs {
-		img, err := r.find(lang)
-		if err == nil {
-			out = append(out, img)
-			continue
-		}
-		if !errors.Is(err, ErrNotBuilt) {
+	var todo []Language
+	seen := map[string]bool{}
+	for _, l := range langs {
+		host, err := imageLanguage(l)
+		if err != nil {
 			return nil, err
 		}
-		if !baseReady {
-			if err := b.buildBase(ctx, r); err != nil {
-				return nil, err
-			}
-			baseReady = true
+		if _, err := r.find(host); errors.Is(err, ErrNotBuilt) && !seen[host.ID] {
+			todo = append(todo, host)
+			seen[host.ID] = true
 		}
-		if img, err = b.buildImage(ctx, r, lang); err != nil {
-			return nil, err
-		}
-		out = append(out, img)
 	}
-	return out, nil
+	jobs := b.Jobs
+	if jobs <= 0 {
+		jobs = DefaultJobs
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		next = make(chan Language)
+	)
+	for range min(jobs, len(todo)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for l := range next {
+				if _, err := b.buildImage(ctx, r, l); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, l := range todo {
+		next <- l
+	}
+	close(next)
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return r.findAll(langs)
 }
 
 func (r recipe) findAll(langs []Language) ([]Image, error) {
@@ -146,11 +171,46 @@ func (r recipe) findAll(langs []Language) ([]Image, error) {
 	return out, nil
 }
 
-// buildBase debootstraps the shared base unless it exists. The finished
-// base is images/base-<key>/rootfs; it only gets that name once complete.
+// removeStale removes the temp dirs of builds that died: a temp dir whose
+// artifact lock nobody holds.
+func (b *Builder) removeStale(r recipe) error {
+	stale, _ := filepath.Glob(filepath.Join(r.imagesDir(), "*.tmp"))
+	for _, s := range stale {
+		unlock, ok, err := tryLock(strings.TrimSuffix(s, ".tmp") + ".lock")
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue // a live build
+		}
+		b.logger().Info("removing stale build dir", "path", s)
+		err = removeTree(s)
+		unlock()
+		if err != nil {
+			return fmt.Errorf("remove stale build dir: %w", err)
+		}
+	}
+	return nil
+}
+
+// buildBase debootstraps the shared base tree and makes its image unless
+// they exist: images/base-<key>/{rootfs,base.ext4,manifest.json}, named so
+// only once complete.
 func (b *Builder) buildBase(ctx context.Context, r recipe) (err error) {
 	final := r.baseDir()
-	if st, err := os.Stat(filepath.Join(final, "rootfs")); err == nil && st.IsDir() {
+	complete := func() bool {
+		_, err := readManifest(final)
+		return err == nil
+	}
+	if complete() {
+		return nil
+	}
+	unlock, err := lockDir(ctx, final+".lock", b.progress)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if complete() { // built by another process while we waited
 		return nil
 	}
 	j, err := b.newJob(ctx, "base", final+".tmp")
@@ -158,123 +218,147 @@ func (b *Builder) buildBase(ctx context.Context, r recipe) (err error) {
 		return err
 	}
 	defer func() { j.finish(err) }()
+	rootfs := filepath.Join(j.tmp, "rootfs")
 	b.printf("[base] debootstrap --variant=%s %s %s (about a minute or two)", variant, r.suite, r.mirror)
-	if err := j.step("debootstrap", func() error {
-		return j.run(ctx, nil, "debootstrap", "--variant="+variant, r.suite, filepath.Join(j.tmp, "rootfs"), r.mirror)
-	}); err != nil {
-		return err
+	var used, inodes int64
+	steps := []step{
+		{"debootstrap", func() error {
+			return j.run(ctx, nil, "debootstrap", "--variant="+variant, r.suite, rootfs, r.mirror)
+		}},
+		{"post-process", func() error { return j.run(ctx, nil, "chroot", rootfs, "/bin/sh", "-c", postScript) }},
+		{"mkfs.ext4", func() (err error) {
+			used, inodes, err = usage(rootfs)
+			if err != nil {
+				return err
+			}
+			return j.mkfs(ctx, "base", rootfs, filepath.Join(j.tmp, baseFile), used, inodes)
+		}},
+		{"finish", func() error {
+			return j.commit(final, baseFile, manifest{Language: "base", Key: r.baseKey, Suite: r.suite, Mirror: r.mirror, Bytes: used})
+		}},
 	}
-	return j.step("install", func() error {
-		if err := os.RemoveAll(final); err != nil {
-			return err
-		}
-		return os.Rename(j.tmp, final)
-	})
+	return j.steps(steps)
 }
 
-// buildImage builds lang's image from the base, in images/<id>-<key>.tmp,
-// renamed to images/<id>-<key> at the very end.
+// buildImage builds lang's layer in images/<id>-<key>.tmp, renamed to
+// images/<id>-<key> at the very end: a copy of the base tree, the
+// language's packages installed and its Setup run in a chroot, the version
+// read, then everything the base already has removed (reduceToLayer) and
+// the rest made an ext4 image.
 func (b *Builder) buildImage(ctx context.Context, r recipe, lang Language) (img Image, err error) {
 	final := r.imageDir(lang)
+	unlock, err := lockDir(ctx, final+".lock", b.progress)
+	if err != nil {
+		return Image{}, err
+	}
+	defer unlock()
+	if img, err := r.find(lang); err == nil { // built by another process while we waited
+		return img, nil
+	}
 	j, err := b.newJob(ctx, lang.ID, final+".tmp")
 	if err != nil {
 		return Image{}, err
 	}
 	defer func() { j.finish(err) }()
 	rootfs := filepath.Join(j.tmp, "rootfs")
-	ext4 := filepath.Join(j.tmp, imageFile)
 	b.printf("[%s] building image (packages: %s; log %s)", lang.ID, strings.Join(lang.Packages, " "), j.logPath)
 
 	var version string
-	var size int64
-	steps := []struct {
-		name string
-		fn   func() error
-	}{
+	var standalone, used, baseBytes int64
+	var layer layerStat
+	steps := []step{
 		{"copy base", func() error {
 			if err := os.Mkdir(rootfs, 0o755); err != nil {
 				return err
 			}
 			return j.run(ctx, nil, "cp", "-a", filepath.Join(r.baseDir(), "rootfs")+"/.", rootfs)
 		}},
-		{"apt-get update", func() error {
+	}
+	var unmountProc func() error
+	steps = append(steps, step{"mount proc", func() (err error) {
+		unmountProc, err = mountProc(rootfs)
+		return err
+	}})
+	if len(lang.Packages) > 0 {
+		steps = append(steps, step{"apt-get update", func() error {
 			if err := copyResolvConf(rootfs); err != nil {
 				return err
 			}
-			return j.run(ctx, nil, "chroot", rootfs, "apt-get", "update")
-		}},
-		{"install packages: " + strings.Join(lang.Packages, " "), func() error {
+			return j.run(ctx, nil, "chroot", rootfs, "apt-get", "-q", "update")
+		}}, step{"install packages: " + strings.Join(lang.Packages, " "), func() error {
 			args := append([]string{rootfs, "env", "DEBIAN_FRONTEND=noninteractive",
-				"apt-get", "-o", "Dpkg::Use-Pty=0", "install", "-y", "--no-install-recommends"}, lang.Packages...)
+				"apt-get", "-q", "-o", "Dpkg::Use-Pty=0", "install", "-y", "--no-install-recommends"}, lang.Packages...)
 			return j.run(ctx, nil, "chroot", args...)
-		}},
-		{"post-process", func() error {
-			return j.run(ctx, nil, "chroot", rootfs, "/bin/sh", "-c", postScript)
-		}},
-		{"read version", func() error {
+		}})
+	}
+	if lang.Setup != "" {
+		steps = append(steps, step{"setup", func() error {
+			return j.run(ctx, nil, "chroot", rootfs, "/usr/bin/env", "-i", chrootPath, "HOME=/root", "LC_ALL=C",
+				"/bin/sh", "-c", "set -e\n"+lang.Setup)
+		}})
+	}
+	if len(lang.VersionCmd) > 0 {
+		steps = append(steps, step{"read version", func() error {
 			var buf bytes.Buffer
-			args := append([]string{rootfs, "/usr/bin/env", "-i", chrootPath, "HOME=/"}, lang.VersionCmd...)
+			args := append([]string{rootfs, "/usr/bin/env", "-i", chrootPath, "HOME=/tmp", "LANG=C.UTF-8"}, lang.VersionCmd...)
 			if err := j.run(ctx, &buf, "chroot", args...); err != nil {
 				return err
 			}
 			v, err := ParseVersion(buf.String())
 			version = v
 			return err
-		}},
-		{"mkfs.ext4", func() error {
-			used, inodes, err := usage(rootfs)
-			if err != nil {
-				return err
-			}
-			mib := (used + used*15/100 + 64<<20 + 1<<20 - 1) >> 20
-			args := append([]string{"-L", lang.ID}, mkfsOptions...)
-			args = append(args, "-N", fmt.Sprint(inodes+inodes/4+1024), "-d", rootfs, ext4, fmt.Sprintf("%dM", mib))
-			return j.run(ctx, nil, "mkfs.ext4", args...)
-		}},
-		{"finish", func() error {
-			if err := removeTree(rootfs); err != nil {
-				return err
-			}
-			if err := syncFile(ext4); err != nil {
-				return err
-			}
-			st, err := os.Stat(ext4)
-			if err != nil {
-				return err
-			}
-			size = st.Size()
-			m := manifest{
-				Language: lang.ID, Version: version, Packages: lang.Packages,
-				Key: r.key(lang), BaseKey: r.baseKey, Suite: r.suite, Mirror: r.mirror,
-				Size: size, BuildSeconds: time.Since(j.start).Round(time.Millisecond).Seconds(),
-				BuiltAt: time.Now().UTC(),
-			}
-			data, err := json.MarshalIndent(m, "", "  ")
-			if err != nil {
-				return err
-			}
-			mpath := filepath.Join(j.tmp, manifestFile)
-			if err := os.WriteFile(mpath, append(data, '\n'), 0o644); err != nil {
-				return err
-			}
-			if err := syncFile(mpath); err != nil {
-				return err
-			}
-			if err := os.RemoveAll(final); err != nil {
-				return err
-			}
-			return os.Rename(j.tmp, final)
-		}},
+		}})
 	}
-	for _, s := range steps {
-		if err := j.step(s.name, s.fn); err != nil {
-			return Image{}, err
+	steps = append(steps, step{"post-process", func() error {
+		if err := unmountProc(); err != nil {
+			return err
 		}
+		return j.run(ctx, nil, "chroot", rootfs, "/bin/sh", "-c", postScript)
+	}})
+	steps = append(steps, step{"reduce to a layer", func() (err error) {
+		if standalone, _, err = usage(rootfs); err != nil {
+			return err
+		}
+		if bm, err := readManifest(r.baseDir()); err == nil {
+			baseBytes = bm.Bytes
+		}
+		layer, err = reduceToLayer(filepath.Join(r.baseDir(), "rootfs"), rootfs)
+		fmt.Fprintf(j.log, "layer: %d entries kept, %d removed (in the base), %d whiteouts\n", layer.Kept, layer.Removed, layer.Whiteouts)
+		return err
+	}}, step{"mkfs.ext4", func() error {
+		var inodes int64
+		used, inodes, err = usage(rootfs)
+		if err != nil {
+			return err
+		}
+		return j.mkfs(ctx, lang.ID, rootfs, filepath.Join(j.tmp, imageFile), used, inodes)
+	}}, step{"finish", func() error {
+		if err := removeTree(rootfs); err != nil {
+			return err
+		}
+		return j.commit(final, imageFile, manifest{
+			Language: lang.ID, Version: version, Packages: lang.Packages,
+			Key: r.key(lang), BaseKey: r.baseKey, Suite: r.suite, Mirror: r.mirror,
+			Bytes: used, BaseBytes: baseBytes, Standalone: standalone, Layer: layer,
+		})
+	}})
+	if err := j.steps(steps); err != nil {
+		return Image{}, err
 	}
-	b.printf("[%s] done in %.1fs: version %s, %d MiB, %s", lang.ID, time.Since(j.start).Seconds(),
-		version, size>>20, filepath.Join(final, imageFile))
-	b.logger().Info("built language image", "language", lang.ID, "version", version, "size", size, "path", final)
-	return r.find(lang)
+	img, err = r.find(lang)
+	if err != nil {
+		return Image{}, err
+	}
+	b.printf("[%s] done in %.1fs: version %s, layer %d MiB (alone it would be %d MiB), %s", lang.ID, time.Since(j.start).Seconds(),
+		version, img.Size>>20, standalone>>20, img.Path)
+	b.logger().Info("built language image", "language", lang.ID, "version", version, "size", img.Size, "path", final)
+	return img, nil
+}
+
+// step is one phase of a build.
+type step struct {
+	name string
+	fn   func() error
 }
 
 // job is one build in a temp dir, with its log.
@@ -313,6 +397,56 @@ func (j *job) finish(err error) {
 			j.b.logger().Error("remove failed build dir", "path", j.tmp, "err", rerr)
 		}
 	}
+}
+
+// steps runs the phases in order, stopping at the first that fails.
+func (j *job) steps(steps []step) error {
+	for _, s := range steps {
+		if err := j.step(s.name, s.fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mkfs makes an ext4 image of tree, sized for used bytes and inodes (from
+// usage) with room for ext4's own metadata.
+func (j *job) mkfs(ctx context.Context, label, tree, out string, used, inodes int64) error {
+	mib := (used + used*15/100 + 16<<20 + 1<<20 - 1) >> 20
+	args := append([]string{"-L", label}, mkfsOptions...)
+	args = append(args, "-N", fmt.Sprint(inodes+inodes/4+1024), "-d", tree, out, fmt.Sprintf("%dM", mib))
+	return j.run(ctx, nil, "mkfs.ext4", args...)
+}
+
+// commit syncs the image file and writes the manifest in the temp dir, then
+// renames the temp dir to final: a build is visible only once complete.
+func (j *job) commit(final, image string, m manifest) error {
+	path := filepath.Join(j.tmp, image)
+	if err := syncFile(path); err != nil {
+		return err
+	}
+	size, err := diskSize(path)
+	if err != nil {
+		return err
+	}
+	m.Size = size
+	m.BuildSeconds = time.Since(j.start).Round(time.Millisecond).Seconds()
+	m.BuiltAt = time.Now().UTC()
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	mpath := filepath.Join(j.tmp, manifestFile)
+	if err := os.WriteFile(mpath, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := syncFile(mpath); err != nil {
+		return err
+	}
+	if err := removeTree(final); err != nil {
+		return err
+	}
+	return os.Rename(j.tmp, final)
 }
 
 // step runs one phase, prints its duration and names it in any error.
@@ -430,6 +564,8 @@ func removeTree(dir string) error {
 
 func (b *Builder) printf(format string, args ...any) {
 	if b.Progress != nil {
+		b.printMu.Lock()
+		defer b.printMu.Unlock()
 		fmt.Fprintf(b.Progress, format+"\n", args...)
 	}
 }

@@ -22,6 +22,11 @@ func TestParseVersion(t *testing.T) {
 		{"leading blank lines", "\n  \nPython 3.11.2", "3.11.2"},
 		{"only first line counts", "Python\n3.11.2\n", ""},
 		{"crlf", "Python 3.11.2\r\n", "3.11.2"},
+		{"four components", "Mono JIT compiler version 6.8.0.105 (Debian 6.8.0.105+dfsg-3.3)\n", "6.8.0.105"},
+		{"gfortran", "GNU Fortran (Debian 12.2.0-14+deb12u1) 12.2.1\n", "12.2.1"},
+		{"gdc", "gdc (Debian 12.2.0-14+deb12u1) 12.2.1\n", "12.2.1"},
+		{"date-like", "Welcome to Rakudo™ v2022.12.\n", "2022.12"},
+		{"version only", "1.14.0\n", "1.14.0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,28 +61,56 @@ func FuzzParseVersion(f *testing.F) {
 	})
 }
 
+// judge0CE are the Judge0 CE languages Debian 12 packages, which the
+// catalog must have under Judge0's ids.
+var judge0CE = []int{43, 44, 45, 46, 50, 51, 54, 55, 56, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 71, 72, 73, 74,
+	75, 76, 77, 78, 79, 80, 81, 82, 85, 86, 88}
+
 func TestCatalogInvariants(t *testing.T) {
 	all := All()
 	if !slices.IsSortedFunc(all, func(a, b Language) int { return strings.Compare(a.ID, b.ID) }) {
 		t.Error("All() is not sorted by ID")
 	}
-	for _, id := range []string{"bash", "c", "cpp", "python3", "javascript", "ruby"} {
-		if _, err := Lookup(id); err != nil {
-			t.Errorf("catalog lacks %s: %v", id, err)
+	if len(all) < 40 {
+		t.Errorf("%d languages, want at least 40", len(all))
+	}
+	for _, id := range judge0CE {
+		if _, err := ByJudge0ID(id); err != nil {
+			t.Errorf("catalog lacks Judge0 CE's %d: %v", id, err)
 		}
 	}
 	ids := map[string]bool{}
+	judge0 := map[int]string{}
 	exts := map[string]string{}
 	for _, l := range all {
 		if ids[l.ID] {
 			t.Errorf("duplicate id %q", l.ID)
 		}
 		ids[l.ID] = true
-		if l.Name == "" || len(l.Packages) == 0 || l.SourceFile == "" || len(l.Run) == 0 || len(l.VersionCmd) == 0 || len(l.Extensions) == 0 {
-			t.Errorf("%s: Name, Packages, SourceFile, Extensions, Run and VersionCmd are all required: %+v", l.ID, l)
+		if other, dup := judge0[l.Judge0ID]; dup {
+			t.Errorf("Judge0 id %d used by %s and %s", l.Judge0ID, other, l.ID)
+		}
+		judge0[l.Judge0ID] = l.ID
+		if _, archived := ArchivedJudge0(l.Judge0ID); archived || l.Judge0ID <= 0 || (l.Judge0ID > 89 && l.Judge0ID < 1000) || l.Judge0ID == 89 {
+			t.Errorf("%s: Judge0 id %d is archived, Judge0's multi-file program, or in Judge0's range of ids it does not have in CE", l.ID, l.Judge0ID)
+		}
+		if l.Name == "" || l.SourceFile == "" || len(l.Run) == 0 || l.Hello == "" {
+			t.Errorf("%s: Name, SourceFile, Run and Hello are all required: %+v", l.ID, l)
 		}
 		if !validID.MatchString(l.ID) {
 			t.Errorf("%s: id is not usable as a path component and ext4 label", l.ID)
+		}
+		if l.ImageOf != "" {
+			host, err := imageLanguage(l)
+			if err != nil {
+				t.Errorf("%s: %v", l.ID, err)
+			} else if len(l.Packages)+len(l.VersionCmd) > 0 || l.Setup != "" {
+				t.Errorf("%s runs in %s's image: it must not have packages, a setup or a version command of its own", l.ID, host.ID)
+			}
+		}
+		versioned := len(l.VersionCmd) > 0 || l.ImageOf != ""
+		if strings.Contains(l.Name, "%s") != versioned || strings.Count(l.Name, "%") > 1 {
+			t.Errorf("%s: name %q must have one %%s exactly when there is a version to show", l.ID, l.Name)
 		}
 		for _, e := range l.Extensions {
 			if !strings.HasPrefix(e, ".") || e != strings.ToLower(e) {
@@ -88,20 +121,14 @@ func TestCatalogInvariants(t *testing.T) {
 			}
 			exts[e] = l.ID
 		}
-		src := l.Run
-		if l.Compile != nil {
-			src = l.Compile
-			i := slices.Index(l.Compile, "-o")
-			if i < 0 || i+1 >= len(l.Compile) {
-				t.Errorf("%s: compile command has no -o output: %q", l.ID, l.Compile)
-				continue
-			}
-			if out := l.Compile[i+1]; !slices.Contains(l.Run, out) && !slices.Contains(l.Run, "./"+out) {
-				t.Errorf("%s: Run %q does not run the compiled output %q", l.ID, l.Run, out)
-			}
+		if strings.Count(strings.Join(l.Compile, "\x00"), OptionsSlot) > 1 {
+			t.Errorf("%s: more than one options slot in %q", l.ID, l.Compile)
 		}
-		if !slices.Contains(src, l.SourceFile) {
-			t.Errorf("%s: %q does not name the source file %q", l.ID, src, l.SourceFile)
+		if l.ExtraSources && !slices.Contains(l.Compile, l.SourceFile) {
+			t.Errorf("%s: takes extra sources but its compile command %q has no source file word to put them after", l.ID, l.Compile)
+		}
+		if !strings.Contains(strings.Join(append(slices.Clone(l.Compile), l.Run...), " "), l.SourceFile) {
+			t.Errorf("%s: neither %q nor %q names the source file %q", l.ID, l.Compile, l.Run, l.SourceFile)
 		}
 	}
 }
@@ -119,9 +146,9 @@ func TestLookup(t *testing.T) {
 	if err != nil || l.ID != "python3" {
 		t.Fatalf("Lookup(python3) = %+v, %v", l, err)
 	}
-	_, err = Lookup("cobol")
+	_, err = Lookup("brainfuck")
 	if !errors.Is(err, ErrUnknown) {
-		t.Fatalf("Lookup(cobol) error %v does not wrap ErrUnknown", err)
+		t.Fatalf("Lookup(brainfuck) error %v does not wrap ErrUnknown", err)
 	}
 	for _, id := range IDs() {
 		if !strings.Contains(err.Error(), id) {
@@ -134,6 +161,7 @@ func TestByExtension(t *testing.T) {
 	tests := []struct{ ext, want string }{
 		{".py", "python3"}, {".c", "c"}, {".cpp", "cpp"}, {".cc", "cpp"},
 		{".js", "javascript"}, {".rb", "ruby"}, {".sh", "bash"}, {".PY", "python3"},
+		{".java", "java"}, {".m", "objective-c"}, {".pl", "perl"},
 	}
 	for _, tt := range tests {
 		l, err := ByExtension(tt.ext)
@@ -141,15 +169,45 @@ func TestByExtension(t *testing.T) {
 			t.Errorf("ByExtension(%q) = %q, %v; want %q", tt.ext, l.ID, err, tt.want)
 		}
 	}
-	for _, ext := range []string{".cob", "", "py"} {
+	for _, ext := range []string{".xyz", "", "py"} {
 		if _, err := ByExtension(ext); !errors.Is(err, ErrUnknown) {
 			t.Errorf("ByExtension(%q) error %v does not wrap ErrUnknown", ext, err)
 		}
 	}
 }
 
+func TestByJudge0ID(t *testing.T) {
+	for id, want := range map[int]string{71: "python3", 62: "java", 76: "cpp-clang", 43: "plaintext", 1000: "pypy3"} {
+		l, err := ByJudge0ID(id)
+		if err != nil || l.ID != want {
+			t.Errorf("ByJudge0ID(%d) = %q, %v; want %q", id, l.ID, err, want)
+		}
+	}
+	for _, id := range []int{0, 4, 47, 89, 999} {
+		if _, err := ByJudge0ID(id); !errors.Is(err, ErrUnknown) {
+			t.Errorf("ByJudge0ID(%d) error %v does not wrap ErrUnknown", id, err)
+		}
+	}
+	if a, ok := ArchivedJudge0(4); !ok || a.Name != "C (gcc 7.2.0)" {
+		t.Errorf("ArchivedJudge0(4) = %+v, %v", a, ok)
+	}
+	if _, ok := ArchivedJudge0(50); ok {
+		t.Error("50 is active in Judge0 CE, not archived")
+	}
+}
+
+func TestTitle(t *testing.T) {
+	java := mustLookup(t, "java")
+	if got := java.Title("17.0.13"); got != "Java (OpenJDK 17.0.13)" {
+		t.Errorf("java: %q", got)
+	}
+	if got := mustLookup(t, "plaintext").Title(""); got != "Plain Text" {
+		t.Errorf("plaintext: %q", got)
+	}
+}
+
 func TestCompileArgv(t *testing.T) {
-	c, _ := Lookup("c")
+	c := mustLookup(t, "c")
 	got := c.CompileArgv([]string{"util.c"}, []string{"-DVALUE=42", "-lcrypt"})
 	want := []string{"gcc", "-O2", "-std=gnu17", "-o", "main", "main.c", "util.c", "-DVALUE=42", "-lcrypt", "-lm"}
 	if !slices.Equal(got, want) {
@@ -158,13 +216,34 @@ func TestCompileArgv(t *testing.T) {
 	if got := c.CompileArgv(nil, nil); !slices.Equal(got, c.Compile) {
 		t.Errorf("c with nothing added: %q, want %q", got, c.Compile)
 	}
-	cpp, _ := Lookup("cpp")
+	cpp := mustLookup(t, "cpp")
 	if got := cpp.CompileArgv(nil, []string{"-O0"}); got[len(got)-1] != "-O0" {
 		t.Errorf("cpp: %q, options must come after the defaults", got)
 	}
-	py, _ := Lookup("python3")
+	py := mustLookup(t, "python3")
 	if got := py.CompileArgv(nil, []string{"-O"}); got != nil {
 		t.Errorf("python3 is not compiled: %q", got)
+	}
+	// Go takes its flags before the files: at the slot.
+	goLang := mustLookup(t, "go")
+	got = goLang.CompileArgv([]string{"util.go"}, []string{"-race", "-v"})
+	i := slices.Index(got, "build")
+	if want := []string{"build", "-race", "-v", "-o", "main", "main.go", "util.go"}; i < 0 || !slices.Equal(got[i:], want) {
+		t.Errorf("go: %q, want it to end %q", got, want)
+	}
+	if got := goLang.CompileArgv(nil, nil); slices.Contains(got, OptionsSlot) {
+		t.Errorf("go without options: %q still has the slot", got)
+	}
+	// Rust finds its modules itself: further files are not sources.
+	rust := mustLookup(t, "rust")
+	if got := rust.CompileArgv([]string{"util.rs"}, nil); slices.Contains(got, "util.rs") {
+		t.Errorf("rust: %q, rustc takes one crate root", got)
+	}
+	// In a shell command the options are its arguments.
+	asm := mustLookup(t, "asm")
+	got = asm.CompileArgv(nil, []string{"-g"})
+	if got[0] != "/bin/sh" || got[len(got)-1] != "-g" || slices.Contains(got, OptionsSlot) {
+		t.Errorf("asm: %q", got)
 	}
 	// The language's own command is not changed through the result.
 	c.CompileArgv(nil, nil)[0] = "x"

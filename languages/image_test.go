@@ -20,18 +20,20 @@ func mustLookup(t testing.TB, id string) Language {
 	return l
 }
 
-// fakeImage writes a manifest and an image file where Find looks for lang.
+// fakeImage writes a manifest and a layer file where Find looks for lang,
+// and a base image file; it returns the layer's path.
 func fakeImage(t testing.TB, dir string, lang Language, version string) string {
 	t.Helper()
 	r, err := (&Builder{Dir: dir}).recipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := json.Marshal(manifest{Language: lang.ID, Version: version, Key: r.key(lang), Packages: lang.Packages})
+	data, err := json.Marshal(manifest{Language: lang.ID, Version: version, Key: r.key(lang), Packages: lang.Packages, Standalone: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	writeFiles(t, r.imageDir(lang), map[string]string{manifestFile: string(data), imageFile: "0123456789"})
+	writeFiles(t, r.baseDir(), map[string]string{baseFile: "base"})
 	return filepath.Join(r.imageDir(lang), imageFile)
 }
 
@@ -50,8 +52,10 @@ func TestFind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Image{Language: "python3", Path: path, Version: "3.11.2", Size: 10, Key: img.Key}
-	if img != want || len(img.Key) != 16 {
+	base := filepath.Join(dir, "images", "base-"+mustRecipe(t, dir).baseKey, baseFile)
+	want := Image{Language: "python3", Path: path, Base: base, Version: "3.11.2", Size: img.Size, BaseSize: img.BaseSize,
+		Standalone: 1 << 20, Key: img.Key}
+	if img != want || len(img.Key) != 16 || img.Size <= 0 || img.BaseSize <= 0 {
 		t.Fatalf("Find = %+v, want %+v", img, want)
 	}
 	if _, err := Find(dir, mustLookup(t, "ruby")); !errors.Is(err, ErrNotBuilt) {
@@ -62,6 +66,40 @@ func TestFind(t *testing.T) {
 	py.Packages = append(py.Packages, "python3-numpy")
 	if _, err := Find(dir, py); !errors.Is(err, ErrNotBuilt) {
 		t.Fatalf("Find with other packages = %v, want ErrNotBuilt", err)
+	}
+}
+
+func mustRecipe(t testing.TB, dir string) recipe {
+	t.Helper()
+	r, err := (&Builder{Dir: dir}).recipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestFindImageOf(t *testing.T) {
+	dir := t.TempDir()
+	cpp := mustLookup(t, "cpp-clang")
+	if _, err := Find(dir, cpp); !errors.Is(err, ErrNotBuilt) {
+		t.Fatalf("Find(cpp-clang) before c-clang is built = %v, want ErrNotBuilt", err)
+	}
+	path := fakeImage(t, dir, mustLookup(t, "c-clang"), "14.0.6")
+	img, err := Find(dir, cpp)
+	if err != nil || img.Language != "cpp-clang" || img.Path != path || img.Version != "14.0.6" {
+		t.Fatalf("Find(cpp-clang) = %+v, %v; want c-clang's image under cpp-clang's name", img, err)
+	}
+}
+
+func TestFindWithoutBase(t *testing.T) {
+	dir := t.TempDir()
+	bash := mustLookup(t, "bash")
+	fakeImage(t, dir, bash, "5.2.15")
+	if err := os.Remove(mustRecipe(t, dir).baseImage()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Find(dir, bash); !errors.Is(err, ErrNotBuilt) {
+		t.Fatalf("Find with a layer but no base = %v, want ErrNotBuilt", err)
 	}
 }
 
@@ -108,6 +146,11 @@ func TestKey(t *testing.T) {
 	more.Packages = append(more.Packages, "python3-numpy")
 	if r.key(more) == k {
 		t.Error("key did not change when packages changed")
+	}
+	setup := py.clone()
+	setup.Setup = "true"
+	if r.key(setup) == k {
+		t.Error("key did not change when the setup script changed")
 	}
 	if (recipe{baseKey: "base2"}).key(py) == k {
 		t.Error("key did not change when the base changed")
@@ -180,19 +223,19 @@ func TestBuildRealImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := imgs[0]
-	if img.Version == "" || img.Size < 64<<20 {
-		t.Fatalf("image %+v: no version or too small", img)
+	if img.Version == "" || img.BaseSize < 64<<20 || img.Standalone < img.BaseSize {
+		t.Fatalf("image %+v: no version, or a base too small", img)
 	}
 	found, err := Find(dir, bash)
 	if err != nil || found != img {
 		t.Fatalf("Find after Build = %+v, %v; want %+v", found, err, img)
 	}
-	out, err := exec.Command("debugfs", "-R", "cat /etc/passwd", img.Path).CombinedOutput()
+	out, err := exec.Command("debugfs", "-R", "cat /etc/passwd", img.Base).CombinedOutput()
 	if err != nil {
 		t.Fatalf("debugfs: %v: %s", err, out)
 	}
 	if !strings.Contains(string(out), "box:x:1000:1000:box:/box:/bin/sh") {
-		t.Errorf("image /etc/passwd lacks the box user:\n%s", out)
+		t.Errorf("base /etc/passwd lacks the box user:\n%s", out)
 	}
 	if m, _ := filepath.Glob(filepath.Join(dir, "images", "*.tmp*")); len(m) != 0 {
 		t.Errorf("temp dirs left behind: %q", m)

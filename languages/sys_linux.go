@@ -25,33 +25,42 @@ func killGroupOnCancel(cmd *exec.Cmd) {
 }
 
 // lockDir takes an exclusive flock on path, waiting (and saying so once)
-// while another build holds it. Two builds in one cache would otherwise
-// remove each other's temp dirs.
+// while another build holds it. Every artifact has a lock of its own, so two
+// builds of one artifact, in this process or another, never remove each
+// other's temp dirs, and builds of different artifacts run at once.
 func lockDir(ctx context.Context, path string, say func(string)) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
 	for waited := false; ; {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if err != syscall.EWOULDBLOCK {
-			f.Close()
-			return nil, os.NewSyscallError("flock", err)
+		unlock, ok, err := tryLock(path)
+		if err != nil || ok {
+			return unlock, err
 		}
 		if !waited {
-			say("waiting for another image build to finish (lock " + path + ")")
+			say("waiting for another build of the same image to finish (lock " + path + ")")
 			waited = true
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
 			return nil, ctxErr(ctx)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// tryLock takes an exclusive flock on path if nobody holds it.
+func tryLock(path string) (unlock func(), ok bool, err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, false, err
+	}
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if err == nil {
+		return func() { f.Close() }, true, nil
+	}
+	f.Close()
+	if err == syscall.EWOULDBLOCK {
+		return nil, false, nil
+	}
+	return nil, false, os.NewSyscallError("flock", err)
 }
 
 // unmountUnder lazily unmounts every mount point at or below dir, deepest
@@ -107,4 +116,32 @@ func unescapeMountPath(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// diskSize is the bytes a file takes on disk: its allocated blocks, so the
+// holes of a sparse ext4 image do not count.
+func diskSize(path string) (int64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	return st.Blocks * 512, nil
+}
+
+// mountProc mounts a proc at rootfs/proc for the commands run in the
+// chroot: maintainer scripts and runtimes find themselves through
+// /proc/self/exe (Java's postinst, rustc, GHC's $ORIGIN rpaths, Mono).
+// The returned func unmounts it; removeTree detaches it too if a build
+// dies first.
+func mountProc(rootfs string) (unmount func() error, err error) {
+	target := filepath.Join(rootfs, "proc")
+	if err := syscall.Mount("proc", target, "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
+		return nil, fmt.Errorf("mount proc on %s: %w", target, os.NewSyscallError("mount", err))
+	}
+	return func() error {
+		if err := syscall.Unmount(target, syscall.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmount %s: %w", target, os.NewSyscallError("umount2", err))
+		}
+		return nil
+	}, nil
 }

@@ -5,6 +5,7 @@ package languages
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 )
 
@@ -15,3 +16,17 @@ func killGroupOnCancel(*exec.Cmd) {}
 func lockDir(context.Context, string, func(string)) (func(), error) { return nil, errNotLinux }
 
 func unmountUnder(string) error { return nil }
+
+func tryLock(string) (func(), bool, error) { return nil, false, errNotLinux }
+
+func diskSize(path string) (int64, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+func reduceToLayer(string, string) (layerStat, error) { return layerStat{}, errNotLinux }
+
+func mountProc(string) (func() error, error) { return nil, errNotLinux }

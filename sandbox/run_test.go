@@ -13,9 +13,7 @@ import (
 
 	"microbox/internal/leakcheck"
 	"microbox/internal/vmtest"
-	"microbox/languages"
 	"microbox/sandbox/protocol"
-	"microbox/vmm"
 )
 
 // newRunner returns a Runner on the test environment, or skips. scale 0 is
@@ -76,43 +74,6 @@ func trim(b []byte) []byte {
 		return append(b[:500:500], "…"...)
 	}
 	return b
-}
-
-func TestHelloEveryLanguage(t *testing.T) {
-	for _, lang := range languages.All() {
-		t.Run(lang.ID, func(t *testing.T) {
-			if lang.Hello == "" {
-				t.Fatalf("catalog language %q has no Hello program", lang.ID)
-			}
-			res := run(t, Job{Language: lang.ID, Source: []byte(lang.Hello)})
-			wantStatus(t, res, StatusAccepted)
-			if got := string(res.Stdout); got != "Hello, World!\n" {
-				t.Fatalf("stdout = %q, want %q", got, "Hello, World!\n")
-			}
-			if res.Accel == "" || res.Accel == vmm.AccelAuto {
-				t.Fatalf("result does not say which accel ran it: %q", res.Accel)
-			}
-		})
-	}
-}
-
-// TestVersionMatchesImage runs each language's version command inside the VM
-// and checks it against the version `microbox languages` reports.
-func TestVersionMatchesImage(t *testing.T) {
-	for _, lang := range languages.All() {
-		t.Run(lang.ID, func(t *testing.T) {
-			img := vmtest.RequireImage(t, lang.ID)
-			res := run(t, Job{Language: lang.ID, Command: lang.VersionCmd})
-			wantStatus(t, res, StatusAccepted)
-			got, err := languages.ParseVersion(string(res.Stdout) + string(res.Stderr))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != img.Version {
-				t.Fatalf("version in the VM %q, image reports %q", got, img.Version)
-			}
-		})
-	}
 }
 
 func TestCompileError(t *testing.T) {

@@ -204,8 +204,9 @@ type Runner struct {
 	mu            sync.Mutex     // guards langs and retired
 	langs         map[string]*langState
 	retired       []*vmm.Snapshot
-	pooledMem     atomic.Int64 // bytes held by pooled VMs
-	lastPooledMem atomic.Int64 // bytes the last pooled VM took
+	buildSlot     chan struct{} // held while a snapshot is built: one at a time
+	pooledMem     atomic.Int64  // bytes held by pooled VMs
+	lastPooledMem atomic.Int64  // bytes the last pooled VM took
 }
 
 // New checks that everything a VM needs is in place, so that a missing
@@ -251,7 +252,8 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.TimeScale < 1 {
 		return nil, fmt.Errorf("time scale %v must be at least 1", cfg.TimeScale)
 	}
-	r := &Runner{cfg: cfg, kernel: kernel, initramfs: initramfs, accel: accel, log: cfg.Logger, langs: map[string]*langState{}}
+	r := &Runner{cfg: cfg, kernel: kernel, initramfs: initramfs, accel: accel, log: cfg.Logger, langs: map[string]*langState{},
+		buildSlot: make(chan struct{}, 1)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	if stale, err := vmm.CleanStale(cfg.RunDir); len(stale) > 0 || err != nil {
 		cfg.Logger.Info("removed VM folders of a dead worker", "folders", stale, "err", err)
@@ -421,7 +423,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Result, error) {
 
 func (r *Runner) boot(ctx context.Context, img languages.Image, log *slog.Logger) (*vmm.VM, error) {
 	vm, err := vmm.Start(ctx, vmm.Config{
-		QEMU: r.cfg.QEMU, Kernel: r.kernel, Initramfs: r.initramfs, Image: img.Path,
+		QEMU: r.cfg.QEMU, Kernel: r.kernel, Initramfs: r.initramfs, Image: img.Path, Base: img.Base,
 		MemoryMiB: r.cfg.MemoryMiB, VCPUs: r.cfg.VCPUs, Accel: r.accel, RunDir: r.cfg.RunDir, Jail: r.jail, Logger: log,
 	})
 	if err != nil {

@@ -71,7 +71,7 @@ func (r *Runner) state(lang string) *langState {
 // vmConfig is the VM every job of img's language runs in.
 func (r *Runner) vmConfig(lang languages.Language, img languages.Image, log *slog.Logger) vmm.Config {
 	return vmm.Config{
-		QEMU: r.cfg.QEMU, Kernel: r.kernel, Initramfs: r.initramfs, Image: img.Path,
+		QEMU: r.cfg.QEMU, Kernel: r.kernel, Initramfs: r.initramfs, Image: img.Path, Base: img.Base,
 		MemoryMiB: r.cfg.MemoryMiB, VCPUs: r.cfg.VCPUs, Accel: r.accel, RunDir: r.cfg.RunDir, Jail: r.jail, Logger: log,
 		SnapshotSalt: lang.Hello, // what warmed it
 	}
@@ -252,6 +252,14 @@ func (r *Runner) loadOrBuild(lang languages.Language, img languages.Image, log *
 	if r.cfg.NoSnapshotBuild {
 		return nil, fmt.Errorf("none stored (build it with microbox images build %s): %w", lang.ID, err)
 	}
+	// One build at a time on the runner: the first jobs of many languages
+	// at once must not boot as many VMs next to the jobs themselves.
+	select {
+	case r.buildSlot <- struct{}{}:
+	case <-r.ctx.Done():
+		return nil, r.ctx.Err()
+	}
+	defer func() { <-r.buildSlot }()
 	log.Info("building snapshot (boot, warm-up run, save)")
 	snap, err = vmm.BuildSnapshot(r.ctx, cfg, func(vm *vmm.VM) error { return r.warm(r.ctx, vm, lang, log) })
 	if err != nil {
@@ -264,11 +272,18 @@ func (r *Runner) loadOrBuild(lang languages.Language, img languages.Image, log *
 	return snap, nil
 }
 
+// warmLimits bound the warm-up run's compile and run in time only: it is
+// the catalog's own Hello, there to load the runtime, and under TCG a JVM
+// or a C++ compiler starting cold takes tens of seconds of guest CPU for
+// it, past the defaults meant for users' programs (measured here: Clojure's
+// hello, 27 s of guest CPU interpreted, over 100 s of wall with the JIT).
+var warmLimits = Limits{CPUTime: time.Minute, WallTime: 2 * time.Minute}
+
 // warm runs the language's Hello in vm and checks its output, so that the
 // runtime is in the guest's page cache and its code in this QEMU's
 // translation cache.
 func (r *Runner) warm(ctx context.Context, vm *vmm.VM, lang languages.Language, log *slog.Logger) error {
-	p, err := r.prepare(Job{ID: "warm-up", Language: lang.ID, Source: []byte(lang.Hello)})
+	p, err := r.prepare(Job{ID: "warm-up", Language: lang.ID, Source: []byte(lang.Hello), Limits: warmLimits, CompileLimits: warmLimits})
 	if err != nil {
 		return err
 	}
@@ -631,19 +646,54 @@ func ProcessMemory(pid int) (Memory, error) {
 	return m, sc.Err()
 }
 
-// Preload starts loading (or building) the snapshot of every language whose
-// image is built, in the background.
-func (r *Runner) Preload() {
-	if r.cfg.Cold {
+// Preload loads the stored snapshots of the given languages in the
+// background, one after another, so that their first jobs restore too. It
+// never builds one: with forty languages, building every missing snapshot
+// at start-up would be forty boots and warm-up runs (minutes each for the
+// JVM's compilers under TCG) competing with the first jobs for the CPUs,
+// and every loaded template holds its guest's touched RAM in host memory
+// for good. A language left out loads (or builds) its snapshot on first
+// use instead.
+func (r *Runner) Preload(langIDs []string) {
+	if r.cfg.Cold || len(langIDs) == 0 {
 		return
 	}
-	for _, lang := range languages.All() {
-		img, err := languages.Find(r.cfg.CacheDir, lang)
-		if err != nil {
-			continue
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for _, id := range langIDs {
+			if r.ctx.Err() != nil {
+				return
+			}
+			lang, img, err := r.built(id)
+			log := r.log.With("lang", id)
+			if err != nil {
+				log.Info("not preloaded", "err", err)
+				continue
+			}
+			st := r.state(lang.ID)
+			st.mu.Lock()
+			busy := st.snap != nil || st.build != nil
+			st.mu.Unlock()
+			if busy {
+				continue
+			}
+			snap, err := vmm.LoadSnapshot(r.cfg.CacheDir, r.vmConfig(lang, img, log))
+			if err != nil {
+				log.Info("not preloaded: its first job loads or builds the snapshot", "err", err)
+				continue
+			}
+			st.mu.Lock()
+			if st.snap == nil && st.build == nil {
+				st.snap, snap = snap, nil
+			}
+			st.mu.Unlock()
+			if snap != nil { // a job's load or build got there first
+				snap.Close()
+			}
+			log.Debug("snapshot preloaded")
 		}
-		r.snapshotNow(r.state(lang.ID), lang, img)
-	}
+	}()
 }
 
 // RunOn runs job in vm, a VM the caller started and still owns (it is not

@@ -8,7 +8,7 @@ import (
 
 func TestQEMUArgsHaveNoNetwork(t *testing.T) {
 	for _, accel := range []Accel{AccelTCG, AccelKVM} {
-		args := qemuArgs(Config{Kernel: "k", Initramfs: "i", Image: "img", MemoryMiB: 512, VCPUs: 2, TBSizeMiB: 64, Accel: accel}, "/run/vm")
+		args := qemuArgs(Config{Kernel: "k", Initramfs: "i", Image: "img", Base: "base", MemoryMiB: 512, VCPUs: 2, TBSizeMiB: 64, Accel: accel}, "/run/vm")
 		line := strings.Join(args, " ")
 		for _, bad := range []string{"-netdev", "-net ", "-nic", "virtio-net"} {
 			if strings.Contains(line, bad) {
@@ -22,8 +22,15 @@ func TestQEMUArgsHaveNoNetwork(t *testing.T) {
 		if !strings.Contains(line, "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny") {
 			t.Errorf("%s: QEMU's own seccomp sandbox is off: %s", accel, line)
 		}
-		if !strings.Contains(line, "readonly=on") {
-			t.Errorf("%s: the root image is not read-only: %s", accel, line)
+		// Both disks read-only, each with the serial the agent finds it by.
+		for _, disk := range []string{"id=base,file=base,format=raw,if=none,readonly=on", "drive=base,serial=microbox-base",
+			"id=layer,file=img,format=raw,if=none,readonly=on", "drive=layer,serial=microbox-layer"} {
+			if !strings.Contains(line, disk) {
+				t.Errorf("%s: command line lacks %q: %s", accel, disk, line)
+			}
+		}
+		if n := strings.Count(line, "virtio-blk-device"); n != 2 {
+			t.Errorf("%s: %d disks, want the base and the layer: %s", accel, n, line)
 		}
 		if !strings.Contains(line, "microvm,acpi=off") {
 			t.Errorf("%s: not a microvm without ACPI: %s", accel, line)

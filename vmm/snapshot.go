@@ -60,8 +60,10 @@ func (s *Snapshot) RAMBytes() int64 {
 
 // SnapshotKey names the snapshot of a VM config: every input that must be
 // identical between the snapshot's VM and its clones. The kernel, initramfs,
-// image and QEMU binary are identified by path, size, modification time and
-// inode, so a rebuilt file gives another key; the machine by QEMU's full
+// base image, language layer and QEMU binary are identified by path, size,
+// modification time and inode, so a rebuilt file gives another key (a clone
+// of a stale base would find other files where its page cache says they
+// are); the machine by QEMU's full
 // command line (memory, vCPUs, accel, CPU model, devices), with the VM's
 // folder left out.
 func SnapshotKey(c Config) (string, error) {
@@ -83,7 +85,7 @@ func snapshotConfig(c Config) (Config, string, error) {
 // keyOf computes the key of a config whose defaults are filled.
 func keyOf(cfg Config) (string, error) {
 	parts := []string{snapshotFormat, cfg.SnapshotSalt}
-	for _, p := range []string{cfg.QEMU, cfg.Kernel, cfg.Initramfs, cfg.Image} {
+	for _, p := range []string{cfg.QEMU, cfg.Kernel, cfg.Initramfs, cfg.Base, cfg.Image} {
 		id, err := fileIdentity(p)
 		if err != nil {
 			return "", err

@@ -53,8 +53,12 @@ type Config struct {
 	Kernel string
 	// Initramfs holds the agent as /init (see BuildInitramfs).
 	Initramfs string
-	// Image is the language's root image, attached read-only as /dev/vda.
+	// Image is the language's layer and Base the shared base image under
+	// it, both ext4, attached read-only as virtio-blk disks with the
+	// serials protocol.LayerDiskSerial and protocol.BaseDiskSerial; the
+	// agent stacks them with overlayfs into the guest's root.
 	Image string
+	Base  string
 	// MemoryMiB is guest RAM; 0 means DefaultMemoryMiB.
 	MemoryMiB int
 	// VCPUs is the number of virtual CPUs; 0 means DefaultVCPUs.
@@ -155,7 +159,7 @@ func (c *Config) withDefaults() (Config, error) {
 		cfg.QEMU = p
 	}
 	for _, f := range []struct{ what, path string }{
-		{"guest kernel", cfg.Kernel}, {"agent initramfs", cfg.Initramfs}, {"root image", cfg.Image},
+		{"guest kernel", cfg.Kernel}, {"agent initramfs", cfg.Initramfs}, {"language layer", cfg.Image}, {"base image", cfg.Base},
 	} {
 		if f.path == "" {
 			return cfg, fmt.Errorf("vm config: no %s given", f.what)
@@ -239,8 +243,12 @@ func qemuArgs(cfg Config, dir string) []string {
 		"-append", kernelArgs(cfg.Accel),
 		"-chardev", "file,id=console,path="+filepath.Join(dir, "console.log"),
 		"-serial", "chardev:console",
-		"-drive", "id=root,file="+cfg.Image+",format=raw,if=none,readonly=on",
-		"-device", "virtio-blk-device,drive=root",
+		// The base first: every VM opens the same base file, whose pages
+		// the host's page cache holds once for all of them.
+		"-drive", "id=base,file="+cfg.Base+",format=raw,if=none,readonly=on",
+		"-device", "virtio-blk-device,drive=base,serial="+protocol.BaseDiskSerial,
+		"-drive", "id=layer,file="+cfg.Image+",format=raw,if=none,readonly=on",
+		"-device", "virtio-blk-device,drive=layer,serial="+protocol.LayerDiskSerial,
 		"-object", "rng-random,id=rng,filename=/dev/urandom",
 		"-device", "virtio-rng-device,rng=rng",
 		"-device", "virtio-serial-device,max_ports=2",
@@ -396,7 +404,7 @@ func (vm *VM) launch(cfg Config, qlog *os.File) error {
 		Root:     j.Root,
 		Binary:   cfg.QEMU,
 		Args:     vm.Args[1:],
-		ReadOnly: []string{cfg.Kernel, cfg.Initramfs, cfg.Image},
+		ReadOnly: []string{cfg.Kernel, cfg.Initramfs, cfg.Base, cfg.Image},
 		Writable: vm.dir,
 		KVM:      cfg.Accel == AccelKVM,
 		Proc:     cfg.ram != nil,

@@ -31,7 +31,7 @@ func testConfig(t *testing.T) vmm.Config {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(runDir) })
-	return vmm.Config{Kernel: env.Kernel, Initramfs: initramfs, Image: img.Path, RunDir: runDir}
+	return vmm.Config{Kernel: env.Kernel, Initramfs: initramfs, Image: img.Path, Base: img.Base, RunDir: runDir}
 }
 
 func TestStartAndClose(t *testing.T) {

@@ -35,14 +35,18 @@ func cmdLanguages(args []string, stdout io.Writer) error {
 		have[img.Language] = img
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tVERSION\tIMAGE")
+	fmt.Fprintln(tw, "ID\tJUDGE0\tNAME\tLAYER")
 	for _, l := range languages.All() {
 		img, ok := have[l.ID]
 		if !ok {
-			fmt.Fprintf(tw, "%s\t%s\t-\tnot built (make images)\n", l.ID, l.Name)
+			fmt.Fprintf(tw, "%s\t%d\t%s\tnot built (make images)\n", l.ID, l.Judge0ID, l.Title("?"))
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d MiB\n", l.ID, l.Name, img.Version, img.Size>>20)
+		layer := fmt.Sprintf("%d MiB", img.Size>>20)
+		if l.ImageOf != "" {
+			layer = l.ImageOf + "'s"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", l.ID, l.Judge0ID, l.Title(img.Version), layer)
 	}
 	return tw.Flush()
 }

@@ -39,6 +39,7 @@ type serveFlags struct {
 	cold                    bool
 	metricsListen           string
 	pool, poolMemory        int
+	preload                 string
 	apiKeys                 string
 	sess                    sessionFlags
 }
@@ -49,6 +50,11 @@ type sessionFlags struct {
 	max, memoryMiB, guestMiB int
 	diskMiB, fileMaxMiB      int64
 }
+
+// defaultPreload are the languages whose stored snapshots serve loads at
+// start: the most used ones. Loading every language's would hold all their
+// templates' RAM (tens to hundreds of MiB each) whether used or not.
+const defaultPreload = "python3,cpp,c,javascript,java,bash"
 
 // role says which parts of the service a process runs: `serve` runs both,
 // `api` and `worker` one each, for scale-out against one shared Redis.
@@ -81,6 +87,7 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&f.pool, "pool", runtime.NumCPU(), "restored, warmed, paused VMs kept ready per language once it is used; 0: restore each job's VM from the snapshot")
 	fs.IntVar(&f.poolMemory, "pool-memory", sandbox.DefaultPoolMemoryMiB, "MiB of host memory all pooled VMs together may hold")
 	fs.BoolVar(&f.cold, "cold", false, "boot every VM from the kernel: no snapshots, no pool (for comparison)")
+	fs.StringVar(&f.preload, "preload", defaultPreload, "comma-separated languages whose stored snapshots are loaded at start; the others load (or build) theirs on first use")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "127.0.0.1:9358", "microbox worker only: address to serve /metrics on (job outcomes and latencies are counted where jobs run); empty: none")
 	fs.BoolVar(&f.verbose, "v", false, "debug logs")
 	fs.BoolVar(&f.callbackPrivate, "callback-allow-private", false, "let callback_url reach loopback and private networks (refused by default: SSRF)")
@@ -151,9 +158,9 @@ func cmdServe(r role, args []string, stdout, stderr io.Writer) error {
 			return usageError{err.Error()}
 		}
 		defer runner.Close()
-		// Load every built language's snapshot now (or build it, once, in
-		// the background), so that even a language's first job restores.
-		runner.Preload()
+		// Load the stored snapshots of the most used languages now, so
+		// that their first jobs restore too; never build at start.
+		runner.Preload(splitList(f.preload))
 		if f.sess.guestMiB != 0 && f.sess.guestMiB != vmm.DefaultMemoryMiB {
 			// Sessions' VMs differ from jobs': their own runner, with
 			// snapshots and a pool of that size.
@@ -332,4 +339,15 @@ func (f sessionFlags) policy() (session.Policy, error) {
 		return p, errors.New("--session-guest-mib must be at least 256")
 	}
 	return p, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

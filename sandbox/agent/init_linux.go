@@ -19,12 +19,11 @@ import (
 
 // Layout inside the guest.
 const (
-	imageDevice = "/dev/vda"   // the language's root image (virtio-blk, read-only)
-	imageRoot   = "/mnt/root"  // where it is mounted; steps chroot here
-	workDir     = "/box"       // the job's work dir inside imageRoot
-	privateDir  = "/run/agent" // agent-only files (stdin), outside the chroot
-	boxUID      = 1000         // the unprivileged uid/gid that runs user code
-	boxGID      = 1000
+	imageRoot  = "/mnt/root"  // the overlay of the language's layer on the base; steps chroot here
+	workDir    = "/box"       // the job's work dir inside imageRoot
+	privateDir = "/run/agent" // agent-only files (stdin), outside the chroot
+	boxUID     = 1000         // the unprivileged uid/gid that runs user code
+	boxGID     = 1000
 )
 
 // Main is the agent's entry point. As PID 1 it never returns.
@@ -102,19 +101,7 @@ func setup(log *slog.Logger) (*agent, error) {
 	if err := os.MkdirAll(privateDir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := waitFor(imageDevice, 10*time.Second); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(imageRoot, 0o755); err != nil {
-		return nil, err
-	}
-	image := []mountSpec{
-		{imageDevice, imageRoot, "ext4", unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV, ""},
-		// hidepid: the program sees only its own processes, not PID 1's.
-		{"proc", imageRoot + "/proc", "proc", nodev, "hidepid=invisible"},
-		{"tmpfs", imageRoot + "/dev", "tmpfs", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0755,size=64k"},
-	}
-	if err := mountAll(image); err != nil {
+	if err := mountRoot(); err != nil {
 		return nil, err
 	}
 	if err := populateDev(imageRoot + "/dev"); err != nil {
@@ -149,6 +136,66 @@ func setup(log *slog.Logger) (*agent, error) {
 		fatal()
 	})
 	return a, nil
+}
+
+// mountRoot mounts the program's root at imageRoot: the base and the
+// language's layer, two read-only ext4 disks found by their serials, merged
+// by a read-only overlay (lower dirs only: nothing is ever written to it;
+// the writable places are tmpfs mounted on it per job), then a proc and a
+// /dev of its own inside.
+func mountRoot() error {
+	const ro = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV
+	const nodev = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	const base, layer = "/mnt/base", "/mnt/layer"
+	deadline := time.Now().Add(10 * time.Second)
+	var ms []mountSpec
+	for _, d := range []struct{ serial, dir string }{
+		{protocol.BaseDiskSerial, base}, {protocol.LayerDiskSerial, layer},
+	} {
+		dev, err := findDisk(d.serial, deadline)
+		if err != nil {
+			return err
+		}
+		ms = append(ms, mountSpec{dev, d.dir, "ext4", ro, ""})
+	}
+	ms = append(ms,
+		// Upper layers first: the layer's files hide the base's.
+		mountSpec{"overlay", imageRoot, "overlay", ro, "lowerdir=" + layer + ":" + base},
+		// hidepid: the program sees only its own processes, not PID 1's.
+		mountSpec{"proc", imageRoot + "/proc", "proc", nodev, "hidepid=invisible"},
+		mountSpec{"tmpfs", imageRoot + "/dev", "tmpfs", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0755,size=64k"},
+	)
+	return mountAll(ms)
+}
+
+// findDisk finds the device of the virtio-blk disk with the given serial:
+// with devtmpfs and no udev there is no /dev/disk/by-id, so the serial is
+// read from sysfs.
+func findDisk(serial string, deadline time.Time) (string, error) {
+	return findDevice("/sys/block/vd*/serial", serial, deadline)
+}
+
+// findDevice waits for a sysfs attribute file matching pattern whose
+// content is want, and returns the /dev node of the device it belongs to
+// (the name of the file's folder) once that exists.
+func findDevice(pattern, want string, deadline time.Time) (string, error) {
+	for {
+		paths, _ := filepath.Glob(pattern)
+		for _, p := range paths {
+			b, err := os.ReadFile(p)
+			if err == nil && strings.TrimSpace(string(b)) == want {
+				dev := "/dev/" + filepath.Base(filepath.Dir(p))
+				if err := waitFor(dev, time.Until(deadline)); err != nil {
+					return "", err
+				}
+				return dev, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no device under %s is %q", pattern, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func mountAll(ms []mountSpec) error {
@@ -205,24 +252,7 @@ func waitFor(path string, timeout time.Duration) error {
 // and no udev there is no /dev/virtio-ports link, so the name is read from
 // sysfs.
 func findPort(name string, timeout time.Duration) (string, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		names, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
-		for _, n := range names {
-			b, err := os.ReadFile(n)
-			if err == nil && strings.TrimSpace(string(b)) == name {
-				dev := "/dev/" + filepath.Base(filepath.Dir(n))
-				if err := waitFor(dev, time.Until(deadline)); err != nil {
-					return "", err
-				}
-				return dev, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("virtio port %q not found under /sys/class/virtio-ports", name)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return findDevice("/sys/class/virtio-ports/*/name", name, time.Now().Add(timeout))
 }
 
 // patientReader turns the port's EOF (no host connected) into a wait: the
