@@ -754,7 +754,7 @@ func filePath(raw string, allowRoot bool) (string, error) {
 	for _, part := range strings.Split(rel, "/") {
 		switch {
 		case part == "..":
-			return "", errors.New("must not contain ..")
+			return "", errors.New(`must not contain ".."`)
 		case len(part) > 255:
 			return "", errors.New("has a name longer than 255 bytes")
 		}

@@ -257,7 +257,7 @@ func (c *Client) Create(ctx context.Context, owner string, req CreateRequest) (r
 	}
 	body := createRequest{ID: id, Owner: owner, Language: req.Language, Timeout: req.Timeout, Absolute: req.Absolute,
 		Memory: req.Memory, Disk: req.Disk, Env: req.Env, Metadata: req.Metadata}
-	workers, err := c.rdb.ZRevRangeByScore(ctx, c.keys.workers(), &redis.ZRangeBy{Min: "1", Max: "+inf", Count: 16}).Result()
+	workers, err := c.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: c.keys.workers(), Start: "+inf", Stop: "1", ByScore: true, Rev: true, Count: 16}).Result()
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

@@ -189,9 +189,12 @@ func (l *live) read(c command) {
 	if err == nil {
 		err = w.flush()
 	}
-	if err == nil {
-		err = x.push(h.ctx, tagEnd, nil)
-	} else if !errors.Is(err, errStopped) && !errors.Is(err, errPeerGone) {
+	switch {
+	case err == nil:
+		if err := x.push(h.ctx, tagEnd, nil); err != nil {
+			h.log.Warn("download not ended: the API side will time out", "session", l.rec.ID, "err", err)
+		}
+	case !errors.Is(err, errStopped) && !errors.Is(err, errPeerGone):
 		_ = x.push(h.ctx, tagAbort, []byte(err.Error()))
 	}
 }
