@@ -126,6 +126,7 @@ func New(cfg Config) *Server {
 	if cfg.Sessions != nil {
 		s.sessionRoutes(e)
 	}
+	s.pistonRoutes(e)
 	if cfg.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
 	}
