@@ -191,6 +191,9 @@ func (s *Server) auth(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		name, ok := s.cfg.Keys.owner(keyOf(c.Request()))
+		if !ok && strings.HasPrefix(c.Path(), jobePrefix+"/") {
+			return jobeAuthFailed(c) // CodeRunner knows 403, not 401
+		}
 		if !ok {
 			return echo.NewHTTPError(http.StatusUnauthorized, "authentication failed: send an API key in the X-API-Key header (or Authorization: Bearer, or Judge0's X-Auth-Token)")
 		}

@@ -127,6 +127,7 @@ func New(cfg Config) *Server {
 		s.sessionRoutes(e)
 	}
 	s.pistonRoutes(e)
+	s.jobeRoutes(e)
 	if cfg.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
 	}
