@@ -128,6 +128,7 @@ func New(cfg Config) *Server {
 	}
 	s.pistonRoutes(e)
 	s.jobeRoutes(e)
+	s.playgroundRoutes(e)
 	if cfg.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
 	}
