@@ -129,6 +129,7 @@ func New(cfg Config) *Server {
 	s.pistonRoutes(e)
 	s.jobeRoutes(e)
 	s.playgroundRoutes(e)
+	s.openapiRoutes(e)
 	if cfg.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
 	}
