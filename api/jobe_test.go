@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"microbox/sandbox"
 )
 
 // coderunner is a client that sends what CodeRunner's jobesandbox sends:
@@ -163,4 +165,69 @@ func TestJobeCodeRunnerSequence(t *testing.T) {
 	if c, b := cr.do("PUT", "files/abcdef0123456789", map[string]string{"file_contents": "not base64!"}); c != http.StatusBadRequest {
 		t.Errorf("put of bad base64: %d %s", c, b)
 	}
+}
+
+func TestJobeTranslation(t *testing.T) {
+	for raw, ok := range map[string]bool{
+		`["0123456789abcdef","data.txt"]`: true, `["0123456789abcdef","data.txt","x"]`: true,
+		`["short","data.txt"]`: false, `["0123456789abcdef","../x"]`: false, `["0123456789abcdef","a b"]`: false,
+		`["0123456789abcdef"]`: false, `[1,"a.txt"]`: false, `{"id":"x"}`: false,
+	} {
+		if _, got := parseJobeFile(json.RawMessage(raw)); got != ok {
+			t.Errorf("file %s: %v, want %v", raw, got, ok)
+		}
+	}
+	// Parameters in Jobe's units become the native API's; a memory limit
+	// past ours is ours (Jobe's is an address-space cap).
+	var l limitFields
+	if msg := (jobeParameters{CPUTime: json.RawMessage(`3`), MemoryLimit: json.RawMessage(`2000`), NumProcs: json.RawMessage(`"20"`),
+		DiskLimit: json.RawMessage(`2`)}).limits(&l); msg != "" {
+		t.Fatal(msg)
+	}
+	if string(l.CPUTime) != "3" || string(l.Memory) != fmt.Sprint(MaxLimits.Memory) || string(l.Processes) != "20" || string(l.FileSize) != "2048" {
+		t.Fatalf("limits %s %s %s %s", l.CPUTime, l.Memory, l.Processes, l.FileSize)
+	}
+	for p, want := range map[string]string{
+		`{"cputime":16}`:     "cputime exceeds maximum allowed on this Jobe server (15 secs)",
+		`{"cputime":"fast"}`: "parameters.cputime must be a number, not negative",
+		`{"numprocs":-1}`:    "parameters.numprocs must be a number, not negative",
+	} {
+		var jp jobeParameters
+		if err := json.Unmarshal([]byte(p), &jp); err != nil {
+			t.Fatal(err)
+		}
+		if got := jp.limits(&limitFields{}); got != want {
+			t.Errorf("%s: %q, want %q", p, got, want)
+		}
+	}
+	seven := 7
+	for _, tt := range []struct {
+		st   sandbox.Status
+		sig  *int
+		want int
+	}{
+		{sandboxStatus(3), nil, jobeOK}, {sandboxStatus(6), nil, jobeCompileError}, {sandboxStatus(5), nil, jobeTimeLimit},
+		{sandboxStatus(15), nil, jobeMemoryLimit}, {sandboxStatus(11), nil, jobeRuntimeError}, {sandboxStatus(7), &seven, jobeRuntimeError},
+		{sandboxStatus(16), nil, jobeRuntimeError}, {sandboxStatus(13), nil, jobeInternalError},
+	} {
+		if got := jobeCode(tt.st, tt.sig); got != tt.want {
+			t.Errorf("jobeCode(%v) = %d, want %d", tt.st, got, tt.want)
+		}
+	}
+	sys := 31
+	if got := jobeCode(sandboxStatus(12), &sys); got != jobeIllegalSyscal {
+		t.Errorf("SIGSYS: %d", got)
+	}
+	if got := jobeText([]byte("ok\t\xff\x01\n")); got != `ok	\xff\x01`+"\n" {
+		t.Errorf("jobeText %q", got)
+	}
+}
+
+func sandboxStatus(id int) sandbox.Status {
+	for _, s := range sandbox.Statuses() {
+		if s.ID == id {
+			return s
+		}
+	}
+	panic(id)
 }
