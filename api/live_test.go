@@ -58,7 +58,8 @@ func startLiveService(t *testing.T, withKeys bool, langs ...string) *liveService
 	metrics := NewMetrics(q)
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &queue.Worker{Queue: q, Name: "live", Concurrency: 2, Handle: Handler(r, CallbackPolicy{}, metrics, log), Exhausted: Exhausted, Logger: log}
-	host := session.NewHost(session.HostConfig{Redis: rdb, Name: "live-" + t.Name(), Runner: r, MaxSessions: 4, Observer: metrics, Logger: log})
+	host := session.NewHost(session.HostConfig{Redis: rdb, Name: "live-" + t.Name(), Runner: r, MaxSessions: 4, PauseDir: t.TempDir(),
+		Observer: metrics, Logger: log})
 	done := make(chan struct{}, 2)
 	go func() { w.Run(ctx); done <- struct{}{} }()
 	go func() { host.Run(ctx); done <- struct{}{} }()
