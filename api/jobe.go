@@ -190,7 +190,11 @@ func (s *Server) jobeRun(c echo.Context) error {
 		}
 		files = append(files, f)
 	}
+	if len(files) >= maxRunFiles {
+		return jobeError(c, http.StatusBadRequest, fmt.Sprintf("file_list has %d files, more than %d", len(files), maxRunFiles-1))
+	}
 	ctx := c.Request().Context()
+	size := len(*spec.SourceCode)
 	for _, f := range files {
 		key := s.jobeFileKey(c, f.id)
 		data, err := s.cfg.Redis.GetEx(ctx, key, jobeFileTTL).Bytes()
@@ -199,6 +203,10 @@ func (s *Server) jobeRun(c echo.Context) error {
 		}
 		if err != nil {
 			return jobeOutcome(c, jobeResult{Outcome: jobeOverload, Stderr: "the file store is unavailable: try again"})
+		}
+		// Stop reading at the limit of a run's files, not after them all.
+		if size += len(data); size > s.cfg.MaxSource {
+			return jobeError(c, http.StatusBadRequest, fmt.Sprintf("sourcecode and file_list are over %d bytes together", s.cfg.MaxSource))
 		}
 		run.Files = append(run.Files, runFile{Name: f.name, Content: base64.StdEncoding.EncodeToString(data), Base64: true})
 	}

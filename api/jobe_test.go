@@ -165,6 +165,22 @@ func TestJobeCodeRunnerSequence(t *testing.T) {
 	if c, b := cr.do("PUT", "files/abcdef0123456789", map[string]string{"file_contents": "not base64!"}); c != http.StatusBadRequest {
 		t.Errorf("put of bad base64: %d %s", c, b)
 	}
+	// Files that are each within the limit of a run's files, but not
+	// together: refused before they are all read.
+	var list [][2]string
+	for i := range 2 {
+		big := strings.Repeat(fmt.Sprint(i), 600<<10)
+		sum := md5.Sum([]byte(big))
+		id := hex.EncodeToString(sum[:])
+		if c, b := cr.do("PUT", "files/"+id, map[string]string{"file_contents": base64.StdEncoding.EncodeToString([]byte(big))}); c != http.StatusNoContent {
+			t.Fatalf("put of a 600 KiB file: %d %s", c, b)
+		}
+		list = append(list, [2]string{id, fmt.Sprintf("big%d.txt", i)})
+	}
+	code, body = cr.do("POST", "runs", map[string]any{"run_spec": map[string]any{"language_id": "python3", "sourcecode": "x", "file_list": list}})
+	if code != http.StatusBadRequest || !strings.Contains(string(body), "over 1048576 bytes together") {
+		t.Errorf("two 600 KiB files: %d %s", code, body)
+	}
 }
 
 func TestJobeTranslation(t *testing.T) {
