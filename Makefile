@@ -11,7 +11,7 @@ BENCHTIME   ?= 5x
 BURST       ?= 200
 export MICROBOX_CACHE ?= $(HOME)/.cache/microbox
 
-.PHONY: run demo test lint bench kernel images agent build deps clean help
+.PHONY: run demo test lint bench kernel images agent build deps playground clean help
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -47,6 +47,9 @@ build: agent ## build the microbox binary and the guest agent
 
 agent: ## build the guest agent (static)
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/microbox-agent ./cmd/microbox-agent
+
+playground: ## rebuild the web playground's bundle (api/playground/) from web/src with npm; commit the result
+	cd web && npm ci --no-audit --no-fund && npm run build
 
 deps: ## install the Debian packages microbox needs (root)
 	@scripts/install-deps

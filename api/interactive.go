@@ -52,7 +52,9 @@ type wsConn struct {
 }
 
 func acceptWS(c echo.Context) (*wsConn, error) {
-	conn, err := websocket.Accept(c.Response(), c.Request(), nil)
+	// A browser that offered the key as a subprotocol must get one back,
+	// or it drops the connection.
+	conn, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{Subprotocols: []string{wsProtocol}})
 	if err != nil {
 		return nil, err
 	}

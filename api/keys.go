@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -123,7 +124,9 @@ func (k *Keys) owner(key string) (string, bool) {
 }
 
 // keyOf finds the key a request carries, in the headers the APIs we speak
-// use: X-API-Key (E2B, Jobe), Authorization: Bearer, X-Auth-Token (Judge0).
+// use: X-API-Key (E2B, Jobe), Authorization: Bearer, X-Auth-Token (Judge0);
+// or, for a WebSocket from a browser, which cannot set headers, in a
+// subprotocol it offers (wsKeyProtocol).
 func keyOf(r *http.Request) string {
 	if v := r.Header.Get("X-API-Key"); v != "" {
 		return v
@@ -131,7 +134,33 @@ func keyOf(r *http.Request) string {
 	if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 		return strings.TrimSpace(v)
 	}
-	return r.Header.Get("X-Auth-Token")
+	if v := r.Header.Get("X-Auth-Token"); v != "" {
+		return v
+	}
+	return wsProtocolKey(r)
+}
+
+// A browser's WebSocket offers the key as a subprotocol, "microbox.key."
+// followed by the key in unpadded base64url (a subprotocol is a token:
+// no spaces, no "="), next to wsProtocol, the one the server selects. The
+// key never goes in the URL, where logs and history would keep it.
+const (
+	wsProtocol    = "microbox"
+	wsKeyProtocol = "microbox.key."
+)
+
+// wsProtocolKey returns the key of a WebSocket handshake's subprotocols.
+func wsProtocolKey(r *http.Request) string {
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			if enc, ok := strings.CutPrefix(strings.TrimSpace(p), wsKeyProtocol); ok {
+				if key, err := base64.RawURLEncoding.DecodeString(enc); err == nil {
+					return string(key)
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // ownerKey is the echo context key of the caller's key name.
@@ -143,10 +172,15 @@ func owner(c echo.Context) string {
 	return s
 }
 
-// unauthenticated are the paths served without a key: probes, and the
-// playground's page (whose API calls carry the key).
+// unauthenticated are the paths served without a key: probes, the
+// playground's page and assets (whose API calls carry the key), and the
+// OpenAPI document, which says how to give one.
 func unauthenticated(path string) bool {
-	return path == "/healthz" || path == "/readyz"
+	switch path {
+	case "/healthz", "/readyz", "/", "/playground/*", "/openapi.json":
+		return true
+	}
+	return false
 }
 
 // auth checks the caller's key when keys are configured, and records
@@ -157,6 +191,9 @@ func (s *Server) auth(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		name, ok := s.cfg.Keys.owner(keyOf(c.Request()))
+		if !ok && strings.HasPrefix(c.Path(), jobePrefix+"/") {
+			return jobeAuthFailed(c) // CodeRunner knows 403, not 401
+		}
 		if !ok {
 			return echo.NewHTTPError(http.StatusUnauthorized, "authentication failed: send an API key in the X-API-Key header (or Authorization: Bearer, or Judge0's X-Auth-Token)")
 		}

@@ -107,6 +107,8 @@ type runOutcome struct {
 	Status        sandbox.Status `json:"status"`
 	Message       string         `json:"message"`
 	CompileOutput []byte         `json:"compile_output"`
+	// Compile is how the compile step ended, if there was one.
+	Compile *stepOutcome `json:"compile,omitempty"`
 	// Tests has one entry per test, in order; Status is nil for a test
 	// that did not run.
 	Tests    []testOutcome `json:"tests"`
@@ -583,6 +585,7 @@ func (rec *runRecord) outcome(st sandbox.Status, msg string) runOutcome {
 func (rec *runRecord) judge(res sandbox.Result) runOutcome {
 	o := rec.outcome(res.Status, res.Message)
 	o.CompileOutput, o.Accel = res.CompileOutput, string(res.Accel)
+	o.Compile = compileOutcome(res)
 	if len(res.Tests) == 0 {
 		// A compile error, or a VM stopped by the host: no test ran.
 		return o

@@ -127,6 +127,10 @@ func New(cfg Config) *Server {
 	if cfg.Sessions != nil {
 		s.sessionRoutes(e)
 	}
+	s.pistonRoutes(e)
+	s.jobeRoutes(e)
+	s.playgroundRoutes(e)
+	s.openapiRoutes(e)
 	if cfg.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
 	}
