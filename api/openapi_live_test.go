@@ -178,6 +178,7 @@ func TestOpenAPIResponses(t *testing.T) {
 
 	// Judge0.
 	c.json("GET", "/languages", "", http.StatusOK)
+	c.json("GET", "/languages/all", "", http.StatusOK)
 	c.json("GET", "/languages/71", "", http.StatusOK)
 	c.json("GET", "/languages/9999", "", http.StatusNotFound)
 	c.json("GET", "/statuses", "", http.StatusOK)
