@@ -369,7 +369,7 @@ gnustep-config --base-libs | sed 's/-shared-libgcc//' > $flags.libs`,
 	},
 	{
 		ID: "prolog", Judge0ID: 69, Name: "Prolog (GNU Prolog %s)",
-		Packages:   []string{"gprolog", "gcc"},
+		Packages:   []string{"gprolog", "gcc", "libc6-dev"},
 		SourceFile: "main.pro", Extensions: []string{".pro"},
 		Compile: []string{"gplc", "--no-top-level", OptionsSlot, "-o", "main", "main.pro"},
 		Run:     []string{"./main"}, VersionCmd: []string{"gplc", "--version"},
