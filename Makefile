@@ -11,18 +11,18 @@ BENCHTIME   ?= 5x
 BURST       ?= 200
 export MICROBOX_CACHE ?= $(HOME)/.cache/microbox
 
-.PHONY: run demo test lint bench kernel images agent build deps playground clean help
+.PHONY: run demo test lint bench kernel images layers agent build deps playground clean help
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-run: deps build kernel images ## serve the API on localhost:2358 (builds what is missing, starts Redis)
+run: deps images ## serve the API on localhost:2358 (builds what is missing, starts Redis)
 	$(BIN)/microbox serve
 
-demo: deps build kernel images ## run examples/hello.py once in a fresh microVM
+demo: deps images ## run examples/hello.py once in a fresh microVM
 	$(BIN)/microbox run examples/hello.py -- from make demo
 
-test: deps build kernel images ## run every test, with real QEMU, kernel and images
+test: deps images ## run every test, with real QEMU, kernel and images
 	$(GO) test $(GOTESTFLAGS) -timeout 80m ./...
 	@# The pool's hand-out under concurrent takers, with the race detector.
 	$(GO) test $(GOTESTFLAGS) -race -run 'TestPool' -timeout 20m ./sandbox/
@@ -32,15 +32,21 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-bench: deps build kernel images ## measure boot and run latency (see benchmarks/README.md)
+bench: deps images ## measure boot and run latency (see benchmarks/README.md)
 	MICROBOX_BENCH_README=1 $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./benchmarks/
 	MICROBOX_BENCH_BURST=$(BURST) $(GO) test -run '^$$' -bench 'BenchmarkAPI/burst' -benchtime 1x -timeout 60m ./benchmarks/
 
 kernel: build ## build the guest kernel (about 5 minutes, then cached)
 	$(BIN)/microbox kernel build
 
-images: build ## build the language images (root; LANGS="python3 c" for some)
+images: build ## build the kernel, language images and snapshots (root; LANGS="python3 c" for some)
+	@# The kernel compiles while the layers download and install: neither
+	@# needs the other, and only the snapshots need both.
+	@$(MAKE) --no-print-directory -j2 kernel layers
 	$(BIN)/microbox images build $(LANGS)
+
+layers: build
+	$(BIN)/microbox images build --no-snapshots $(LANGS)
 
 build: agent ## build the microbox binary and the guest agent
 	$(GO) build -o $(BIN)/microbox ./cmd/microbox

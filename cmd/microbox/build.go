@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -113,19 +116,60 @@ func buildSnapshots(ctx context.Context, dir string, langs []languages.Language,
 		fmt.Fprintf(stdout, "snapshots: skipped (%v)\n", err)
 		return nil
 	}
-	r, err := sandbox.New(sandbox.Config{CacheDir: dir, Agent: agent, QEMU: os.Getenv("MICROBOX_QEMU"), NoJail: noJail, Logger: log})
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	for _, l := range langs {
-		start := time.Now()
-		fmt.Fprintf(stdout, "[%s] snapshot: boot, warm-up run, save (or load from the cache)\n", l.ID)
-		snap, err := r.Snapshot(ctx, l.ID)
+	// Two at a time, a runner each (a runner builds one snapshot at a
+	// time): each VM runs one vCPU, and most warm-ups spend their time on
+	// it. Every language is tried: one that fails is named with the others
+	// at the end, not left to hide the rest behind it.
+	var (
+		mu     sync.Mutex
+		failed []error
+		next   = make(chan languages.Language)
+		wg     sync.WaitGroup
+	)
+	for range min(2, max(1, runtime.NumCPU())) {
+		r, err := sandbox.New(sandbox.Config{CacheDir: dir, Agent: agent, QEMU: os.Getenv("MICROBOX_QEMU"), NoJail: noJail, Logger: log})
 		if err != nil {
-			return fmt.Errorf("snapshot of %s: %w", l.ID, err)
+			close(next)
+			wg.Wait()
+			return err
 		}
-		fmt.Fprintf(stdout, "[%s] snapshot %s ready in %.1fs: %d MiB of guest RAM\n", l.ID, snap.Key, time.Since(start).Seconds(), snap.RAMBytes()>>20)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer r.Close()
+			for l := range next {
+				start := time.Now()
+				snap, err := r.Snapshot(ctx, l.ID)
+				mu.Lock()
+				if err != nil {
+					fmt.Fprintf(stdout, "[%s] snapshot FAILED after %.1fs: %v\n", l.ID, time.Since(start).Seconds(), err)
+					failed = append(failed, fmt.Errorf("snapshot of %s: %w", l.ID, err))
+				} else {
+					fmt.Fprintf(stdout, "[%s] snapshot %s ready in %.1fs: %d MiB of guest RAM\n", l.ID, snap.Key, time.Since(start).Seconds(), snap.RAMBytes()>>20)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, l := range langs {
+		mu.Lock()
+		fmt.Fprintf(stdout, "[%s] snapshot: boot, warm-up run, save (or load from the cache)\n", l.ID)
+		mu.Unlock()
+		select {
+		case next <- l:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(next)
+	wg.Wait()
+	if ctx.Err() != nil {
+		failed = append(failed, ctx.Err())
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d snapshots failed:\n%w", len(failed), len(langs), errors.Join(failed...))
 	}
 	return nil
 }
