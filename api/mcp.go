@@ -20,6 +20,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"microbox/languages"
+	"microbox/sandbox"
 )
 
 // The Model Context Protocol server: tools an agent's MCP client calls to
@@ -55,8 +56,15 @@ func NewMCPServer(base, key string, doer Doer, version string) *mcp.Server {
 // each tool call carries the caller's key to the routes it uses.
 func (s *Server) mcpRoutes(e *echo.Echo) {
 	srv := newMCPServer(&mcpTools{base: "http://in-process", doer: inProcess{s.e}}, "")
+	// A message may carry what the routes take: a source and its stdin, or
+	// a session's largest file, in base64 in JSON.
+	limit := int64(s.cfg.MaxSource) + sandbox.MaxStdin
+	if s.cfg.Sessions != nil {
+		limit = max(limit, s.cfg.Sessions.Policy().FileMax)
+	}
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{
-		Stateless: true, JSONResponse: true, Logger: s.cfg.Logger,
+		Stateless: true, JSONResponse: true, Logger: s.cfg.Logger, PropagateRequestCancellation: true,
+		MaxRequestBodyBytes: limit*4/3 + 1<<20,
 		// A key guards every call when keys are configured; without them
 		// the SDK's check of the Host header stops DNS rebinding from a
 		// browser on this machine.
