@@ -25,7 +25,10 @@ import (
 // go-sdk's client, Streamable HTTP at /mcp) against the same program
 // through the native one-shot it translates to (POST /v1/runs?wait=true),
 // alternately, MICROBOX_BENCH_ROUNDS (10) of each, on one service with a
-// warm pool. It writes results/DATE-tcg-mcp.{md,json}.
+// warm pool of one VM, refilled before every sample, so that each takes a
+// pooled VM; and, with no VM in the way, list_languages against the GET
+// /languages it translates to, which is MCP's own cost. It writes
+// results/DATE-tcg-mcp.{md,json}.
 func BenchmarkMCP(b *testing.B) {
 	env := vmtest.Require(b)
 	vmtest.RequireImage(b, "python3")
@@ -84,13 +87,45 @@ func BenchmarkMCP(b *testing.B) {
 		}
 		return nil
 	}
+	nativeLangs := func() error {
+		resp, err := http.Get(hs.URL + "/languages")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var l []map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&l); err != nil || len(l) == 0 {
+			return fmt.Errorf("GET /languages: %d %v %v", resp.StatusCode, err, l)
+		}
+		return nil
+	}
+	mcpLangs := func() error {
+		res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "list_languages"})
+		if err != nil {
+			return err
+		}
+		if res.IsError || !strings.Contains(res.Content[0].(*mcp.TextContent).Text, `"id":"python3"`) {
+			return fmt.Errorf("list_languages: %v", res.Content)
+		}
+		return nil
+	}
+	// waitPool waits for the pool to hold its VM again.
+	waitPool := func() {
+		deadline := time.Now().Add(5 * time.Minute)
+		for r.Pooled().VMs < 1 {
+			if time.Now().After(deadline) {
+				b.Fatal("the pool was not refilled in 5 minutes")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	// One of each first: a cold translation cache would count for the first.
 	for _, f := range []func() error{native, viaMCP} {
 		if err := f(); err != nil {
 			b.Fatal(err)
 		}
 	}
-	var nat, mc samples
+	var nat, mc, natL, mcL samples
 	for b.Loop() {
 		for i := 0; i < rounds; i++ {
 			// Alternate which goes first, so that neither always finds
@@ -104,6 +139,19 @@ func BenchmarkMCP(b *testing.B) {
 				f   func() error
 				out *samples
 			}{{first, firstS}, {second, secondS}} {
+				waitPool()
+				start := time.Now()
+				if err := m.f(); err != nil {
+					b.Fatal(err)
+				}
+				*m.out = append(*m.out, time.Since(start))
+			}
+		}
+		for i := 0; i < 5*rounds; i++ {
+			for _, m := range []struct {
+				f   func() error
+				out *samples
+			}{{nativeLangs, &natL}, {mcpLangs, &mcL}} {
 				start := time.Now()
 				if err := m.f(); err != nil {
 					b.Fatal(err)
@@ -114,13 +162,18 @@ func BenchmarkMCP(b *testing.B) {
 	}
 	nat.report(b, "native")
 	mc.report(b, "mcp")
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
-	table := fmt.Sprintf("Accel %s; python3 hello, %d rounds, alternately; median and p90.\n\n"+
-		"| one-shot run | median | p90 |\n|---|---|---|\n"+
+	natL.report(b, "native-languages")
+	mcL.report(b, "mcp-languages")
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+	table := fmt.Sprintf("Accel %s; python3 hello from a warm pool of one (refilled before each sample), %d of each, alternately; "+
+		"then %d of each call without a VM. Median and p90.\n\n"+
+		"| round trip | median | p90 |\n|---|---|---|\n"+
 		"| native `POST /v1/runs?wait=true` | %s | %s |\n"+
 		"| MCP `run_code` over `/mcp` (go-sdk client) | %s | %s |\n"+
-		"| MCP's cost (median difference) | %s | |\n",
-		r.Accel(), len(nat), ms(nat.median()), ms(nat.quantile(0.9)), ms(mc.median()), ms(mc.quantile(0.9)), ms(mc.median()-nat.median()))
+		"| native `GET /languages` | %s | %s |\n"+
+		"| MCP `list_languages` over `/mcp` | %s | %s |\n",
+		r.Accel(), len(nat), len(natL), ms(nat.median()), ms(nat.quantile(0.9)), ms(mc.median()), ms(mc.quantile(0.9)),
+		ms(natL.median()), ms(natL.quantile(0.9)), ms(mcL.median()), ms(mcL.quantile(0.9)))
 	b.Log("\n" + table)
 	toMS := func(s samples) []float64 {
 		out := make([]float64, len(s))
@@ -129,5 +182,6 @@ func BenchmarkMCP(b *testing.B) {
 		}
 		return out
 	}
-	writeResult(b, "mcp", table, map[string]any{"accel": r.Accel(), "native_ms": toMS(nat), "mcp_ms": toMS(mc)})
+	writeResult(b, "mcp", table, map[string]any{"accel": r.Accel(), "native_run_ms": toMS(nat), "mcp_run_code_ms": toMS(mc),
+		"native_languages_ms": toMS(natL), "mcp_list_languages_ms": toMS(mcL)})
 }
