@@ -167,8 +167,16 @@ func TestMCPLive(t *testing.T) {
 	// A session: exec keeps files across calls; write, read, list.
 	sess := mcpOK(t, cs, "create_session", map[string]any{"language": "python3", "timeout": 120})
 	id, _ := sess["session"].(string)
-	if id == "" || sess["state"] != "running" {
+	if id == "" || sess["state"] != "running" || sess["timeout"] != 120.0 || sess["expires_at"] == nil {
 		t.Fatalf("create_session: %v", sess)
+	}
+	// It is the key's own session, as the native API lists it.
+	req, _ := http.NewRequest(http.MethodGet, s.url+"/v1/sessions/"+id, nil)
+	req.Header.Set("X-API-Key", liveKey)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /v1/sessions/%s with the key that made it over MCP: %v %v", id, err, resp)
+	} else {
+		resp.Body.Close()
 	}
 	w := mcpOK(t, cs, "write_file", map[string]any{"session": id, "path": "data/in.txt", "content": "41"})
 	if w["path"] != "/box/data/in.txt" || w["size"] != 2.0 {
