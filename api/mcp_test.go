@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -127,6 +128,33 @@ func TestMCPToolsAndArguments(t *testing.T) {
 	langs := mcpOK(t, cs, "list_languages", nil)
 	if l, ok := langs["languages"].([]any); !ok || len(l) != 0 {
 		t.Errorf("list_languages with no image built: %v", langs)
+	}
+	// Stateless: a call needs no initialize before it, nor a session id.
+	for _, c := range []struct {
+		key, body string
+		code      int
+		want      string
+	}{
+		{"alice-key-0123456789", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"list_languages","arguments":{}}}`, 200, `"languages":[]`},
+		{"alice-key-0123456789", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, 202, ""},
+		{"alice-key-0123456789", `not json`, 400, ""},
+		{"", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, 401, "authentication failed"},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, hs.URL+"/mcp", strings.NewReader(c.body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if c.key != "" {
+			req.Header.Set("Authorization", "Bearer "+c.key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code || !strings.Contains(string(b), c.want) {
+			t.Errorf("POST /mcp %s: %d %s; want %d with %q", c.body, resp.StatusCode, b, c.code, c.want)
+		}
 	}
 }
 
