@@ -61,6 +61,7 @@ func TestMCPStdio(t *testing.T) {
 	srv := redistest.Start(t)
 	bin := buildCLIWithAgent(t)
 	keys := writeFile(t, t.TempDir(), "keys", "alice:alice-key-0123456789\nbob:bob-key-0123456789abc\n")
+	const alice, bob = "alice-key-0123456789", "bob-key-0123456789abc"
 	var stderr bytes.Buffer
 	_, base := startProc(t, bin, srv.Socket, &stderr, "serve", "--listen", "127.0.0.1:0", "--workers", "1", "--api-keys", keys, "--preload", "python3")
 
@@ -72,6 +73,9 @@ func TestMCPStdio(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		argv := append([]string{script, bin, "mcp", "--server", base, "--api-key", key}, args...)
+		if key == "" { // the server's own /mcp, over Streamable HTTP
+			argv = append([]string{script, base + "/mcp", "--transport", "http", "--header", "X-API-Key: " + alice}, args...)
+		}
 		cmd := exec.CommandContext(ctx, node, argv...)
 		cmd.Dir = filepath.Join(inspectorDir, "node_modules")
 		var out, errb bytes.Buffer
@@ -100,11 +104,16 @@ func TestMCPStdio(t *testing.T) {
 		sc, _ := m["structuredContent"].(map[string]any)
 		return sc, isErr, text
 	}
-	const alice, bob = "alice-key-0123456789", "bob-key-0123456789abc"
-
 	tools, _ := inspect(alice, "--method", "tools/list")["tools"].([]any)
 	if len(tools) != 8 {
 		t.Fatalf("tools/list: %d tools: %v", len(tools), tools)
+	}
+	// The inspector over Streamable HTTP to the server's /mcp too.
+	if tools, _ := inspect("", "--method", "tools/list")["tools"].([]any); len(tools) != 8 {
+		t.Fatalf("tools/list over /mcp: %v", tools)
+	}
+	if r, isErr, text := call("", "run_code", "language=71", "code=print('over http')"); isErr || r["stdout"] != "over http\n" {
+		t.Errorf("run_code over /mcp with a Judge0 id: %v %s", r, text)
 	}
 	if r, isErr, text := call(alice, "run_code", "language=python3", "code=42"); isErr || r["verdict"] != "Accepted" || r["exit_code"] != 0.0 {
 		t.Errorf("run_code code=42: %v %s", r, text)
