@@ -254,3 +254,33 @@ func TestMCPLive(t *testing.T) {
 	}
 	mcpErr(t, cs, "exec", map[string]any{"session": id, "command": "true"}, "session")
 }
+
+// notFound is a Doer for which every route is unknown.
+type notFound struct{}
+
+func (notFound) Do(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusNotFound, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(strings.NewReader(`{"error":"session not found"}`)), Request: r}, nil
+}
+
+// FuzzMCPArguments gives every tool arbitrary arguments: each answers
+// with a result (an error result for what it cannot use), never a panic
+// or a protocol error.
+func FuzzMCPArguments(f *testing.F) {
+	for _, seed := range []string{`{}`, `null`, `[]`, `"x"`, `{"language":71,"code":42,"stdin":true,"timeout":"5"}`,
+		`{"session":"s","path":"a/../b","content":"AA==","base64":"true"}`, `{"session":{"a":1},"code":null,"command":[1]}`,
+		`{"session":"s","dir":"/box","timeout":1e400}`, `{"language":"python3","code":"\u0000"}`} {
+		f.Add(seed)
+	}
+	tools := &mcpTools{base: "http://fuzz", doer: notFound{}}
+	handlers := []mcp.ToolHandler{tools.runCode, tools.createSession, tools.exec, tools.writeFile, tools.readFile,
+		tools.listFiles, tools.closeSession, tools.listLanguages}
+	f.Fuzz(func(t *testing.T, args string) {
+		for i, h := range handlers {
+			res, err := h(context.Background(), &mcp.CallToolRequest{Params: &mcp.CallToolParamsRaw{Arguments: json.RawMessage(args)}})
+			if err != nil || res == nil || len(res.Content) == 0 {
+				t.Fatalf("tool %d with %s: %v %v", i, args, res, err)
+			}
+		}
+	})
+}
