@@ -378,7 +378,8 @@ func newMCPServer(t *mcpTools, version string) *mcp.Server {
 		schema(`"language":{"type":"string","description":"A language id from list_languages, such as python3, javascript, c, cpp, java, go, rust."},`+
 			`"code":{"type":"string","description":"The program's source."},`+
 			`"stdin":{"type":"string","description":"Its standard input."},`+
-			`"timeout":{"type":"number","description":"Seconds of wall time (CPU time stops at the smaller of this and 15), at most 20; default 10."}`,
+			fmt.Sprintf(`"timeout":{"type":"number","description":"Seconds of wall time (CPU time stops at the smaller of this and %v), at most %v; default %v."}`,
+				MaxLimits.CPUTime, MaxLimits.WallTime, DefaultLimits.WallTime),
 			"language", "code"), t.runCode)
 	add("create_session", "Create a session", "Start a session: one microVM kept across calls, whose files under /box and "+
 		"running processes persist until close_session or until it is unused for its timeout. Returns its id.", annotations(false, false, false),
