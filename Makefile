@@ -11,7 +11,7 @@ BENCHTIME   ?= 5x
 BURST       ?= 200
 export MICROBOX_CACHE ?= $(HOME)/.cache/microbox
 
-.PHONY: run demo test lint bench kernel images layers agent build deps playground clean help
+.PHONY: run demo test lint bench kernel images layers agent build deps playground inspector clean help
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -56,6 +56,9 @@ agent: ## build the guest agent (static)
 
 playground: ## rebuild the web playground's bundle (api/playground/) from web/src with npm; commit the result
 	cd web && npm ci --no-audit --no-fund && npm run build
+
+inspector: ## install the MCP inspector's CLI (npm ci in e2e/mcp), which the stdio test of `microbox mcp` drives
+	cd e2e/mcp && npm ci --no-audit --no-fund
 
 deps: ## install the Debian packages microbox needs (root)
 	@scripts/install-deps

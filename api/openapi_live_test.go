@@ -285,6 +285,16 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.do("POST", jobe+"runs", "application/json", []byte(`{"run_spec":{"language_id":"cobol","sourcecode":"x"}}`))
 	anon.do("POST", jobe+"runs", "application/json", []byte(`{"run_spec":{"language_id":"python3","sourcecode":"x"}}`))
 
+	// MCP: a stateless tools/call, a notification, what is not JSON-RPC,
+	// and no key.
+	mcpHdr := []string{"Accept", "application/json, text/event-stream"}
+	if code, b := c.do("POST", "/mcp", "application/json", []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_languages","arguments":{}}}`), mcpHdr...); code != http.StatusOK || !strings.Contains(string(b), "python3") {
+		t.Fatalf("POST /mcp tools/call: %d %s", code, b)
+	}
+	c.do("POST", "/mcp", "application/json", []byte(`{"jsonrpc":"2.0","method":"notifications/initialized"}`), mcpHdr...)
+	c.do("POST", "/mcp", "application/json", []byte(`not json`), mcpHdr...)
+	anon.do("POST", "/mcp", "application/json", []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`), mcpHdr...)
+
 	// Every operation was called.
 	var missed []string
 	for _, op := range operations(check.doc) {

@@ -131,6 +131,7 @@ func New(cfg Config) *Server {
 	s.jobeRoutes(e)
 	s.playgroundRoutes(e)
 	s.openapiRoutes(e)
+	s.mcpRoutes(e)
 	if cfg.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
 	}

@@ -2,6 +2,7 @@
 //
 //	microbox serve [flags]                 the API and its workers
 //	microbox run [flags] FILE [-- ARGS…]   run a source file in a fresh VM
+//	microbox mcp --server URL              an MCP server on stdio, a client of serve
 //	microbox languages                     list the built languages and versions
 //	microbox images build [LANG…]          build language images (root)
 //	microbox kernel build                  build the guest kernel
@@ -27,6 +28,7 @@ Usage:
   microbox api [flags]                     the API alone (needs MICROBOX_REDIS_URL)
   microbox worker [flags]                  workers alone (needs MICROBOX_REDIS_URL)
   microbox run [flags] FILE [-- ARGS...]   run FILE in a fresh microVM
+  microbox mcp --server URL [--api-key K]  an MCP server on stdio for a running serve
   microbox languages                       list built languages and their versions
   microbox images build [LANG...]          build language images (needs root)
   microbox kernel build                    build the guest kernel
@@ -63,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdServe(roleAPI, args[1:], stdout, stderr)
 	case "worker":
 		err = cmdServe(roleWorker, args[1:], stdout, stderr)
+	case "mcp":
+		err = cmdMCP(args[1:], stdout, stderr)
 	case "languages":
 		err = cmdLanguages(args[1:], stdout)
 	case "images":
