@@ -89,7 +89,8 @@ func (s *Server) pistonRuntimeList() []pistonRuntime {
 		if !ok {
 			n = pistonName{language: l.ID}
 		}
-		aliases := slices.Clone(n.aliases)
+		// Never null: Piston's clients iterate over aliases.
+		aliases := append([]string{}, n.aliases...)
 		if l.ID == "python3" {
 			// Piston's python packages alias "python3.12" and so on.
 			if v := strings.SplitN(img.Version, ".", 3); len(v) >= 2 {
