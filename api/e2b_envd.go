@@ -332,7 +332,9 @@ func (s *Server) e2bUpload(c echo.Context) error {
 		}
 		name := query
 		if name == "" {
-			name = part.FileName()
+			// The part's file name as sent: FileName() keeps only its base.
+			_, params, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
+			name = params["filename"]
 		}
 		if err := write(name, part); err != nil || c.Response().Committed {
 			return err

@@ -15,6 +15,7 @@ import ast
 import base64
 import io
 import json
+import linecache
 import os
 import sys
 import traceback
@@ -133,14 +134,18 @@ def main():
             os.environ[k] = v
         try:
             code = req.get("code") or ""
-            tree = ast.parse(code, "<cell>", "exec")
+            # Its lines, for tracebacks: linecache keeps an entry without
+            # a file's mtime as it is.
+            name = "<cell %d>" % count
+            linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+            tree = ast.parse(code, name, "exec")
             last = None
             if tree.body and isinstance(tree.body[-1], ast.Expr):
                 last = ast.Expression(tree.body.pop().value)
-            exec(compile(tree, "<cell>", "exec"), ns)
+            exec(compile(tree, name, "exec"), ns)
             value = None
             if last is not None:
-                value = eval(compile(last, "<cell>", "eval"), ns)
+                value = eval(compile(last, name, "eval"), ns)
             _figures()
             if value is not None:
                 ns["_"] = value
