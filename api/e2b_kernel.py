@@ -53,6 +53,17 @@ class _Stream(io.TextIOBase):
 sys.stdout = _Stream("stdout")
 sys.stderr = _Stream("stderr")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The image's matplotlib font cache (python3-data), where matplotlib may
+# write: it rebuilds the cache, for seconds, in a directory it cannot.
+_MPL = "/usr/local/share/matplotlib"
+if "MPLCONFIGDIR" not in os.environ and os.path.isdir(_MPL):
+    try:
+        import shutil
+
+        shutil.copytree(_MPL, "/tmp/.matplotlib", dirs_exist_ok=True)
+        os.environ["MPLCONFIGDIR"] = "/tmp/.matplotlib"
+    except OSError:
+        pass
 
 
 def _reseed():

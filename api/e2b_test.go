@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -16,10 +17,10 @@ import (
 // e2bDir is the npm project of E2B's SDKs the tests drive (`npm ci` there).
 const e2bDir = "../e2e/e2b"
 
-// TestE2BSDK drives E2B's own SDKs, e2b and @e2b/code-interpreter from
-// npm, unmodified, against a live server: the two variables pointed at
-// it, every acceptance item of the issue a test of its own.
-func TestE2BSDK(t *testing.T) {
+// e2bNode returns the machine's node, with e2e/e2b's packages installed,
+// or skips (fails under MICROBOX_REQUIRE_VM=1).
+func e2bNode(t *testing.T) string {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err == nil {
 		_, err = os.Stat(filepath.Join(e2bDir, "node_modules", ".package-lock.json"))
@@ -30,8 +31,39 @@ func TestE2BSDK(t *testing.T) {
 		}
 		t.Skipf("node or e2e/e2b/node_modules missing (npm ci in e2e/e2b): %v", err)
 	}
+	return node
+}
+
+// e2bEnv points E2B's SDKs at a live service: both variables.
+func e2bEnv(live *liveService) []string {
+	return []string{"E2B_API_KEY=" + live.key, "E2B_OTHER_KEY=" + otherKey, "E2B_API_URL=" + live.url, "E2B_SANDBOX_URL=" + live.url}
+}
+
+// runE2BNode runs a script of e2e/e2b to its end and returns its stdout;
+// its output is in the test's log.
+func runE2BNode(t *testing.T, node string, env []string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, args...)
+	cmd.Dir = e2bDir
+	cmd.Env = append(os.Environ(), env...)
+	var out, errs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errs
+	err := cmd.Run()
+	t.Logf("node %v:\n%s%s", args, out.String(), errs.String())
+	if err != nil {
+		t.Fatalf("node %v: %v", args, err)
+	}
+	return out.Bytes()
+}
+
+// TestE2BSDK drives E2B's own SDKs, e2b and @e2b/code-interpreter from
+// npm, unmodified, against a live server: the two variables pointed at
+// it, every acceptance item of the issue a test of its own.
+func TestE2BSDK(t *testing.T) {
+	node := e2bNode(t)
 	live := startLiveService(t, true, "python3")
-	env := []string{"E2B_API_KEY=" + live.key, "E2B_OTHER_KEY=" + otherKey, "E2B_API_URL=" + live.url, "E2B_SANDBOX_URL=" + live.url}
 	checks := []string{"create", "runcode", "files", "commands", "background", "timeout", "kill", "tenants"}
 	// The plot needs matplotlib: the python3-data image, when built.
 	if l, err := languages.Lookup("python3-data"); err == nil {
@@ -40,19 +72,27 @@ func TestE2BSDK(t *testing.T) {
 		}
 	}
 	for _, check := range checks {
-		t.Run(check, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, node, "sdk.mjs", check)
-			cmd.Dir = e2bDir
-			cmd.Env = append(os.Environ(), env...)
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			err := cmd.Run()
-			t.Logf("node sdk.mjs %s:\n%s", check, out.String())
-			if err != nil {
-				t.Fatalf("node sdk.mjs %s: %v", check, err)
-			}
-		})
+		t.Run(check, func(t *testing.T) { runE2BNode(t, node, e2bEnv(live), "sdk.mjs", check) })
+	}
+}
+
+// TestE2BBenchmark measures the SDK's create + runCode("1+1") + kill end
+// to end, a cell in a live sandbox, and the native API's floor, when
+// MICROBOX_E2B_BENCH names the file for the raw samples (and
+// MICROBOX_E2B_BENCH_N the runs, 10 by default).
+func TestE2BBenchmark(t *testing.T) {
+	file := os.Getenv("MICROBOX_E2B_BENCH")
+	if file == "" {
+		t.Skip("MICROBOX_E2B_BENCH is not set: the file for the samples")
+	}
+	n := 10
+	if v, err := strconv.Atoi(os.Getenv("MICROBOX_E2B_BENCH_N")); err == nil && v > 0 {
+		n = v
+	}
+	node := e2bNode(t)
+	live := startLiveService(t, true, "python3")
+	out := runE2BNode(t, node, e2bEnv(live), "bench.mjs", strconv.Itoa(n))
+	if err := os.WriteFile(file, out, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
