@@ -173,6 +173,23 @@ const checks = {
     }
   },
 
+  // pause() saves the whole VM; connect() resumes it, the kernel's
+  // variables intact.
+  async pause() {
+    const sbx = await Sandbox.create()
+    try {
+      await sbx.runCode('x = 41')
+      assert.equal(await sbx.pause(), true)
+      assert.equal((await Sandbox.getInfo(sbx.sandboxId)).state, 'paused')
+      assert.equal(await Sandbox.pause(sbx.sandboxId), false, 'already paused')
+      const back = await Sandbox.connect(sbx.sandboxId)
+      assert.equal((await back.getInfo()).state, 'running')
+      assert.equal((await back.runCode('x + 1')).text, '42')
+    } finally {
+      await sbx.kill()
+    }
+  },
+
   // A matplotlib figure comes back as a PNG (the python3-data image).
   async plot() {
     const sbx = await Sandbox.create()
