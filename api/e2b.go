@@ -131,10 +131,12 @@ func e2bTokenOwner(token string) (owner, secret string, ok bool) {
 	if !ok {
 		return "", "", false
 	}
-	enc, secret, ok := strings.Cut(rest, "_")
-	if !ok {
+	// The secret is hex; the owner's base64url may hold "_".
+	i := strings.LastIndexByte(rest, '_')
+	if i < 0 {
 		return "", "", false
 	}
+	enc, secret := rest[:i], rest[i+1:]
 	b, err := base64.RawURLEncoding.DecodeString(enc)
 	if err != nil {
 		return "", "", false

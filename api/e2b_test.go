@@ -96,3 +96,36 @@ func TestE2BBenchmark(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestE2BPath maps E2B's paths (its home is /home/user) onto the work dir.
+func TestE2BPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"": "/box", "~": "/box", "/home/user": "/box", "/home/user/a.txt": "/box/a.txt", "~/d/a": "/box/d/a",
+		"a.txt": "/box/a.txt", "d/e/": "/box/d/e", "/box/x": "/box/x", "100%.txt": "/box/100%.txt",
+	} {
+		if got, err := e2bPath(in); err != nil || got != want {
+			t.Errorf("e2bPath(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"/etc/passwd", "../x", "/home/user/../../etc", "/home/userx", "a\x00b"} {
+		if got, err := e2bPath(in); err == nil {
+			t.Errorf("e2bPath(%q) = %q; want an error", in, got)
+		}
+	}
+}
+
+// TestE2BToken: a sandbox's token names its owner and carries its secret.
+func TestE2BToken(t *testing.T) {
+	for _, own := range []string{"", "teacher", "key-0a1b2c3d", "with_underscore", "\xff\xfe?>"} {
+		tok, secret := e2bToken(own)
+		o, s, ok := e2bTokenOwner(tok)
+		if !ok || o != own || s != secret {
+			t.Errorf("e2bTokenOwner(e2bToken(%q)) = %q, %q, %v", own, o, s, ok)
+		}
+	}
+	for _, bad := range []string{"", "mbx_", "mbx_!!_x", "other_token"} {
+		if _, _, ok := e2bTokenOwner(bad); ok {
+			t.Errorf("e2bTokenOwner(%q) accepted", bad)
+		}
+	}
+}
