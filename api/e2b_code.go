@@ -159,7 +159,9 @@ func (s *Server) kernel(ctx context.Context, own, id string, cc *codeContext) (s
 
 // cellMessage is one line of a cell's output, as E2B's /execute sends it:
 // "stdout" and "stderr" (text), "result" (is_main_result, text, html, png
-// …), "error" (name, value, traceback), "number_of_executions".
+// …), "error" (name, value, traceback), "number_of_executions"; and
+// "start", first, once the kernel has the cell (not sent on: /execute
+// answers its headers then, so that a slow cell's client sees it taken).
 type cellMessage map[string]any
 
 // runCell runs a cell of code in a sandbox's context ("" is the default
@@ -205,6 +207,9 @@ func (s *Server) runCell(ctx context.Context, own, id, cid, language, code strin
 	cell := newToken()
 	line, _ := json.Marshal(map[string]any{"id": cell, "code": code, "env": envMap})
 	if err := s.cfg.Sessions.Send(ctx, own, id, proc, session.Input{Data: append(line, '\n')}, true); err != nil {
+		return err
+	}
+	if err := emit(cellMessage{"type": "start"}); err != nil {
 		return err
 	}
 	var buf bytes.Buffer
@@ -365,6 +370,10 @@ func (s *Server) e2bExecute(c echo.Context) error {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.WriteHeader(http.StatusOK)
 			started = true
+		}
+		if m["type"] == "start" {
+			w.Flush()
+			return nil
 		}
 		line, err := json.Marshal(m)
 		if err != nil {

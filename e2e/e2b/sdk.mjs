@@ -194,12 +194,19 @@ const checks = {
   async plot() {
     const sbx = await Sandbox.create()
     try {
-      const r = await sbx.runCode('import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])')
+      // The first import of matplotlib and pandas takes a minute under
+      // TCG (no KVM): more than the SDK's default 60 s.
+      const slow = { timeoutMs: 600_000, requestTimeoutMs: 600_000 }
+      const t0 = performance.now()
+      const r = await sbx.runCode('import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])', slow)
+      console.log(`plot cell: ${Math.round(performance.now() - t0)} ms`)
       assert.equal(r.error, undefined, JSON.stringify(r.error))
       const png = r.results.find((x) => x.png)
       assert.ok(png, 'a PNG result')
       assert.equal(Buffer.from(png.png, 'base64').subarray(1, 4).toString(), 'PNG')
-      const df = await sbx.runCode('import pandas as pd\npd.DataFrame({"a": [1, 2]})')
+      const d0 = performance.now()
+      const df = await sbx.runCode('import pandas as pd\npd.DataFrame({"a": [1, 2]})', slow)
+      console.log(`pandas cell: ${Math.round(performance.now() - d0)} ms`)
       assert.match(df.text, /a/)
       assert.match(df.results[0].html, /<table/)
     } finally {
