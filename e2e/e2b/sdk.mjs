@@ -190,6 +190,19 @@ const checks = {
     }
   },
 
+  // Two sandboxes, clones of one snapshot, draw different numbers.
+  async random() {
+    const [a, b] = await Promise.all([Sandbox.create(), Sandbox.create()])
+    try {
+      const draw = 'import random, os\n(random.getrandbits(64), os.urandom(8).hex())'
+      const [ra, rb] = await Promise.all([a.runCode(draw), b.runCode(draw)])
+      assert.ok(ra.text && rb.text, JSON.stringify([ra, rb]))
+      assert.notEqual(ra.text, rb.text)
+    } finally {
+      await Promise.all([a.kill(), b.kill()])
+    }
+  },
+
   // A matplotlib figure comes back as a PNG (the python3-data image).
   async plot() {
     const sbx = await Sandbox.create()
