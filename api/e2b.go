@@ -145,7 +145,7 @@ func e2bTokenOwner(token string) (owner, secret string, ok bool) {
 }
 
 // e2bSandboxJSON renders a session as E2B's Sandbox (create, connect).
-func e2bSandboxJSON(rec *session.Record, created bool) map[string]any {
+func e2bSandboxJSON(rec *session.Record) map[string]any {
 	m := map[string]any{
 		"sandboxID": rec.ID, "templateID": e2bTemplateOf(rec), "clientID": "microbox",
 		"envdVersion": e2bEnvdVersion, "domain": nil, "alias": rec.Language,
@@ -294,7 +294,7 @@ func (s *Server) e2bCreate(c echo.Context) error {
 	if err != nil {
 		return e2bSessionError(c, err)
 	}
-	return c.JSON(http.StatusCreated, e2bSandboxJSON(rec, true))
+	return c.JSON(http.StatusCreated, e2bSandboxJSON(rec))
 }
 
 func (s *Server) e2bList(c echo.Context) error {
@@ -457,7 +457,7 @@ func (s *Server) e2bConnect(c echo.Context) error {
 			return e2bSessionError(c, err)
 		}
 	}
-	return c.JSON(code, e2bSandboxJSON(rec, false))
+	return c.JSON(code, e2bSandboxJSON(rec))
 }
 
 // e2bMetrics answers E2B's metrics with the one sample we have: the VM's

@@ -80,7 +80,8 @@ func TestE2BSDK(t *testing.T) {
 // TestE2BBenchmark measures the SDK's create + runCode("1+1") + kill end
 // to end, a cell in a live sandbox, and the native API's floor, when
 // MICROBOX_E2B_BENCH names the file for the raw samples (and
-// MICROBOX_E2B_BENCH_N the runs, 10 by default).
+// MICROBOX_E2B_BENCH_N the runs, 10 by default; MICROBOX_E2B_BENCH_IMPORTS=1
+// measures python3-data's import of numpy and pandas instead).
 func TestE2BBenchmark(t *testing.T) {
 	file := os.Getenv("MICROBOX_E2B_BENCH")
 	if file == "" {
@@ -92,7 +93,11 @@ func TestE2BBenchmark(t *testing.T) {
 	}
 	node := e2bNode(t)
 	live := startLiveService(t, true, "python3")
-	out := runE2BNode(t, node, e2bEnv(live), "bench.mjs", strconv.Itoa(n))
+	arg := strconv.Itoa(n)
+	if os.Getenv("MICROBOX_E2B_BENCH_IMPORTS") == "1" {
+		arg = "imports" // numpy and pandas's import, fresh and warm
+	}
+	out := runE2BNode(t, node, e2bEnv(live), "bench.mjs", arg)
 	if err := os.WriteFile(file, out, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,24 @@ async function native() {
   return now() - t0
 }
 
+// `node bench.mjs imports`: import numpy, pandas in a fresh sandbox's
+// kernel, then in a second kernel of the same, now warm, VM.
+if (process.argv[2] === 'imports') {
+  const slow = { timeoutMs: 1_200_000, requestTimeoutMs: 1_200_000 }
+  const sbx = await Sandbox.create()
+  const t0 = now()
+  const a = await sbx.runCode('import numpy, pandas', slow)
+  const fresh = now() - t0
+  const ctx = await sbx.createCodeContext()
+  const t1 = now()
+  const b = await sbx.runCode('import numpy, pandas', { ...slow, context: ctx })
+  const warm = now() - t1
+  await sbx.kill()
+  if (a.error || b.error) throw new Error(JSON.stringify([a.error, b.error]))
+  console.log(JSON.stringify({ import_numpy_pandas_ms: { fresh_sandbox: Math.round(fresh), warm_vm_new_kernel: Math.round(warm) } }))
+  process.exit(0)
+}
+
 for (let i = 0; i < n; i++) {
   const t0 = now()
   const sbx = await Sandbox.create()
