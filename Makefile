@@ -11,7 +11,7 @@ BENCHTIME   ?= 5x
 BURST       ?= 200
 export MICROBOX_CACHE ?= $(HOME)/.cache/microbox
 
-.PHONY: run demo test lint bench kernel images agent build deps playground clean help
+.PHONY: run demo test lint bench kernel images agent build deps playground e2b clean help
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -50,6 +50,9 @@ agent: ## build the guest agent (static)
 
 playground: ## rebuild the web playground's bundle (api/playground/) from web/src with npm; commit the result
 	cd web && npm ci --no-audit --no-fund && npm run build
+
+e2b: ## install E2B's SDKs from npm (e2e/e2b) for api/e2b_test.go's checks
+	cd e2e/e2b && npm ci --no-audit --no-fund
 
 deps: ## install the Debian packages microbox needs (root)
 	@scripts/install-deps
