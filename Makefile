@@ -11,7 +11,7 @@ BENCHTIME   ?= 5x
 BURST       ?= 200
 export MICROBOX_CACHE ?= $(HOME)/.cache/microbox
 
-.PHONY: run demo test lint bench kernel images layers agent build deps playground inspector clean help
+.PHONY: run demo test lint bench kernel images layers agent build deps playground inspector e2b clean help
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -59,6 +59,8 @@ playground: ## rebuild the web playground's bundle (api/playground/) from web/sr
 
 inspector: ## install the MCP inspector's CLI (npm ci in e2e/mcp), which the stdio test of `microbox mcp` drives
 	cd e2e/mcp && npm ci --no-audit --no-fund
+e2b: ## install E2B's SDKs from npm (e2e/e2b) for api/e2b_test.go's checks
+	cd e2e/e2b && npm ci --no-audit --no-fund
 
 deps: ## install the Debian packages microbox needs (root)
 	@scripts/install-deps

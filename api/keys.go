@@ -180,7 +180,8 @@ func unauthenticated(path string) bool {
 	case "/healthz", "/readyz", "/", "/playground/*", "/openapi.json":
 		return true
 	}
-	return false
+	// E2B's envd and code interpreter check the sandbox's own token.
+	return e2bEnvdPath(path)
 }
 
 // auth checks the caller's key when keys are configured, and records

@@ -87,8 +87,12 @@ func TestOpenAPIDocument(t *testing.T) {
 	}
 }
 
-// pendingDocs are routes other front ends are adding whose documentation
-// comes with them (E2B's and MCP's, from the agents work): none yet.
+// pendingDocs are routes documented elsewhere: E2B's control plane, envd
+// and code interpreter (api/e2b*.go) are a foreign API, whose own OpenAPI
+// and protocol documents are E2B's (github.com/e2b-dev/infra, spec/ and
+// packages/envd/spec/); README's E2B section says what we serve of them.
 func pendingDocs(route string) bool {
-	return false
+	_, p, _ := strings.Cut(route, " ")
+	return strings.HasPrefix(p, "/sandboxes") || strings.HasPrefix(p, "/v2/sandboxes") ||
+		e2bEnvdPath(strings.ReplaceAll(p, "{}", ":x"))
 }

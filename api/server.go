@@ -126,6 +126,7 @@ func New(cfg Config) *Server {
 	e.GET("/readyz", s.ready)
 	if cfg.Sessions != nil {
 		s.sessionRoutes(e)
+		s.e2bRoutes(e)
 	}
 	s.pistonRoutes(e)
 	s.jobeRoutes(e)

@@ -393,6 +393,22 @@ gnustep-config --base-libs | sed 's/-shared-libgcc//' > $flags.libs`,
 		Hello: `print("Hello, World!")`,
 	},
 	{
+		// Python with Debian's data-science stack: E2B's code-interpreter
+		// template, Judge0 Extra's "Python for ML" (whose id, 10, is in
+		// CE's archived range here). Matplotlib draws with Agg, its font
+		// cache built into the image (the E2B kernel copies it to a
+		// writable place); nodejs runs JavaScript cells.
+		ID: "python3-data", Judge0ID: 1011, Name: "Python for ML (%s)",
+		Packages: []string{"python3", "python3-numpy", "python3-pandas", "python3-matplotlib", "python3-scipy",
+			"python3-sklearn", "nodejs"},
+		Setup: "mkdir -p /usr/local/share/matplotlib\n" +
+			"MPLCONFIGDIR=/usr/local/share/matplotlib MPLBACKEND=Agg python3 -c 'import matplotlib.pyplot as plt; plt.plot([1]); plt.savefig(\"/dev/null\", format=\"png\")'\n" +
+			"chmod -R a+rX /usr/local/share/matplotlib",
+		SourceFile: "main.py",
+		Run:        []string{"python3", "main.py"}, VersionCmd: []string{"python3", "--version"},
+		Hello: "import numpy, pandas, matplotlib\nprint(\"Hello, World!\")",
+	},
+	{
 		ID: "r", Judge0ID: 80, Name: "R (%s)",
 		Packages:   []string{"r-base-core"},
 		SourceFile: "script.r", Extensions: []string{".r"},
