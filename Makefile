@@ -59,6 +59,7 @@ playground: ## rebuild the web playground's bundle (api/playground/) from web/sr
 
 inspector: ## install the MCP inspector's CLI (npm ci in e2e/mcp), which the stdio test of `microbox mcp` drives
 	cd e2e/mcp && npm ci --no-audit --no-fund
+
 e2b: ## install E2B's SDKs from npm (e2e/e2b) for api/e2b_test.go's checks
 	cd e2e/e2b && npm ci --no-audit --no-fund
 
