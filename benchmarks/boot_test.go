@@ -2,8 +2,10 @@ package benchmarks
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,6 +37,12 @@ func (s samples) report(b *testing.B, name string) {
 	p := func(q float64) float64 {
 		return float64(sorted[int(q*float64(len(sorted)-1)+0.5)]) / float64(time.Millisecond)
 	}
+	// The raw samples, in the order taken, for the results file (-v).
+	raw := make([]string, len(s))
+	for i, d := range s {
+		raw[i] = fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond))
+	}
+	b.Logf("samples %s (ms): %s", name, strings.Join(raw, " "))
 	b.ReportMetric(p(0.5), name+"-median-ms")
 	b.ReportMetric(p(0.9), name+"-p90-ms")
 	b.ReportMetric(0, "ns/op") // the mean hides the spread; the metrics above say it
