@@ -240,7 +240,7 @@ func BenchmarkSessions(b *testing.B) {
 		_, m := sb.call(b, "GET", "/v1/sessions/"+sid, "")
 		mem = append(mem, time.Duration(m["memory_now"].(float64)))
 	}
-	b.Logf("idle session unique memory, KiB: %v", []time.Duration(mem))
+	b.Logf("idle session unique memory, KiB: %v", kib(mem))
 	perMiB := float64(mem.median()) / 1024
 	b.ReportMetric(perMiB, "idle-session-unique-MiB")
 	b.ReportMetric(1024/perMiB, "idle-sessions-per-GiB")
@@ -276,7 +276,16 @@ func BenchmarkSessions(b *testing.B) {
 	}
 	pause.report(b, "pause")
 	resume.report(b, "resume")
-	b.Logf("memory_now before each pause, KiB: %v; after each resume: %v (while paused the VM's process is gone: 0)", []time.Duration(before), []time.Duration(after))
+	b.Logf("memory_now before each pause, KiB: %v; after each resume: %v (while paused the VM's process is gone: 0)", kib(before), kib(after))
 	b.ReportMetric(float64(before.median())/1024, "paused-session-before-MiB")
 	b.ReportMetric(float64(after.median())/1024, "paused-session-after-MiB")
+}
+
+// kib prints samples that hold KiB counts, not durations.
+func kib(s samples) []int64 {
+	out := make([]int64, len(s))
+	for i, v := range s {
+		out[i] = int64(v)
+	}
+	return out
 }
