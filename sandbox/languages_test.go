@@ -129,12 +129,13 @@ var langPrograms = map[string]langProgram{
 		echo:      ":- initialization(main).\nmain :- get_char(C), ( C == end_of_file -> halt(1) ; put_char(C), copy ).\ncopy :- get_char(C), ( C == end_of_file -> true ; put_char(C), copy ).\n",
 		noCompile: ":- initialization(main).\nmain :- write('unclosed.\n",
 	},
-	"pypy3":   {echo: "import sys\ns = sys.stdin.read()\nif not s:\n    raise ValueError(\"no input\")\nsys.stdout.write(s)\n"},
-	"python3": {echo: "import sys\ns = sys.stdin.read()\nif not s:\n    raise ValueError(\"no input\")\nsys.stdout.write(s)\n"},
-	"r":       {echo: "lines <- readLines(file(\"stdin\"))\nif (length(lines) == 0) stop(\"no input\")\nwriteLines(lines)\n"},
-	"racket":  {echo: "#lang racket/base\n(require racket/port)\n(define s (port->string (current-input-port)))\n(when (string=? s \"\") (error \"no input\"))\n(display s)\n"},
-	"raku":    {echo: "my @lines = lines;\ndie \"no input\" unless @lines;\n.say for @lines;\n"},
-	"ruby":    {echo: "s = STDIN.read\nraise \"no input\" if s.empty?\nprint s\n"},
+	"pypy3":        {echo: "import sys\ns = sys.stdin.read()\nif not s:\n    raise ValueError(\"no input\")\nsys.stdout.write(s)\n"},
+	"python3":      {echo: "import sys\ns = sys.stdin.read()\nif not s:\n    raise ValueError(\"no input\")\nsys.stdout.write(s)\n"},
+	"python3-data": {echo: "import sys\nimport numpy\ns = sys.stdin.read()\nif not s:\n    raise ValueError(\"no input\")\nsys.stdout.write(s)\n"},
+	"r":            {echo: "lines <- readLines(file(\"stdin\"))\nif (length(lines) == 0) stop(\"no input\")\nwriteLines(lines)\n"},
+	"racket":       {echo: "#lang racket/base\n(require racket/port)\n(define s (port->string (current-input-port)))\n(when (string=? s \"\") (error \"no input\"))\n(display s)\n"},
+	"raku":         {echo: "my @lines = lines;\ndie \"no input\" unless @lines;\n.say for @lines;\n"},
+	"ruby":         {echo: "s = STDIN.read\nraise \"no input\" if s.empty?\nprint s\n"},
 	"rust": {
 		echo:      "use std::io::{self, Read, Write};\nfn main() {\n    let mut s = String::new();\n    io::stdin().read_to_string(&mut s).unwrap();\n    if s.is_empty() {\n        panic!(\"no input\");\n    }\n    io::stdout().write_all(s.as_bytes()).unwrap();\n}\n",
 		noCompile: "fn main() {\n    undefined_name();\n}\n",
@@ -169,6 +170,8 @@ const echoInput = "microbox\n42 is the answer\n"
 // compile. Each job restores the language's snapshot, as a pool-less
 // worker would. The slowest compilers under TCG (JVM, GHC, C++) thus
 // compile three times per run of this test: Hello, echo, the error.
+// Limits are slowLimits, so that running two languages at once, each
+// VM's vCPU losing time to the other's, decides nothing.
 func TestLanguages(t *testing.T) {
 	env := vmtest.Require(t)
 	r, err := New(Config{CacheDir: env.CacheDir, Kernel: env.Kernel, Agent: env.Agent,
@@ -179,6 +182,10 @@ func TestLanguages(t *testing.T) {
 	t.Cleanup(func() { r.Close() })
 	for _, lang := range languages.All() {
 		t.Run(lang.ID, func(t *testing.T) {
+			// Languages in parallel (go test's -parallel, the number of
+			// cores by default): each VM runs one vCPU, and one after the
+			// other the 45 languages would take most of CI's budget.
+			t.Parallel()
 			progs, ok := langPrograms[lang.ID]
 			if !ok {
 				t.Fatalf("%s has no test programs: add it to langPrograms", lang.ID)
