@@ -68,6 +68,16 @@ type runRequest struct {
 	// StopOnFailure skips the tests after the first that fails to run
 	// cleanly (a limit, a signal, a non-zero exit; not a wrong answer).
 	StopOnFailure bool `json:"stop_on_failure"`
+	// Comparison says how each test's output is compared with its
+	// expected output; absent: trailing-whitespace.
+	Comparison *comparisonFields `json:"comparison"`
+}
+
+// comparisonFields are a request's comparison as sent.
+type comparisonFields struct {
+	Mode string          `json:"mode"`
+	Abs  json.RawMessage `json:"abs"`
+	Rel  json.RawMessage `json:"rel"`
 }
 
 type runFile struct {
@@ -94,6 +104,9 @@ type runRecord struct {
 	Job        sandbox.Job `json:"job"`
 	Expected   []*string   `json:"expected"`  // per test; nil: not compared
 	CPULimit   float64     `json:"cpu_limit"` // seconds, before cpu_extra_time
+	// Comparison compares each test's output with Expected; the zero
+	// value (records from before it) is trailing-whitespace.
+	Comparison sandbox.Comparison `json:"comparison"`
 }
 
 // runOutcome is what the worker stores for a finished run.
@@ -199,11 +212,43 @@ func validateRun(r *runRequest, pol policy, built map[string]bool) (*runRecord, 
 		}
 	}
 	rec.Job.StopOnFailure = r.StopOnFailure
+	if r.Comparison != nil {
+		rec.Comparison = r.Comparison.parse(fe)
+	}
 	rec.Job.Limits, rec.CPULimit = r.Limits.parse(fe, runLimitNames)
 	if len(fe) > 0 {
 		return nil, fe
 	}
 	return rec, nil
+}
+
+// parse checks a comparison: a known mode, and tolerances (the float
+// mode's only) of at least 0.
+func (c *comparisonFields) parse(fe fieldErrors) sandbox.Comparison {
+	out := sandbox.Comparison{Mode: c.Mode}
+	switch {
+	case c.Mode == "":
+		fe.add("comparison.mode", "can't be blank: one of %s", strings.Join(sandbox.CompareModes, ", "))
+	case !slices.Contains(sandbox.CompareModes, c.Mode):
+		fe.add("comparison.mode", "%q is not one of %s", c.Mode, strings.Join(sandbox.CompareModes, ", "))
+	}
+	tol := func(field string, raw json.RawMessage) float64 {
+		v, ok, err := number(raw)
+		switch {
+		case err != nil:
+			fe.add(field, "is not a number")
+		case !ok:
+		case c.Mode != sandbox.CompareFloat:
+			fe.add(field, "is a tolerance of the float mode only, not of %q", c.Mode)
+		case v < 0:
+			fe.add(field, "must be greater than or equal to 0")
+		default:
+			return v
+		}
+		return 0
+	}
+	out.Abs, out.Rel = tol("comparison.abs", c.Abs), tol("comparison.rel", c.Rel)
+	return out
 }
 
 // runLanguage resolves the language field: a string names a catalog
@@ -592,7 +637,7 @@ func (rec *runRecord) judge(res sandbox.Result) runOutcome {
 	}
 	o.Status, o.Message = sandbox.StatusAccepted, ""
 	for i, t := range res.Tests {
-		st, msg := judge(t.Status, t.Message, t.CPUTime.Seconds(), rec.CPULimit, t.Stdout, rec.Expected[i])
+		st, msg := judge(t.Status, t.Message, t.CPUTime.Seconds(), rec.CPULimit, t.Stdout, rec.Expected[i], rec.Comparison)
 		to := &o.Tests[i]
 		to.Status, to.Message = &st, msg
 		to.Stdout, to.Stderr = t.Stdout, t.Stderr

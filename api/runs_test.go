@@ -173,6 +173,13 @@ func TestRunBadInput(t *testing.T) {
 		{"NUL in an argument", `{` + ok + `,` + test + `,"args":["a\u0000b"]}`, 422, "args[0]"},
 		{"limit over its maximum", `{` + ok + `,` + test + `,"limits":{"cpu_time":100}}`, 422, "limits.cpu_time"},
 		{"negative limit", `{` + ok + `,` + test + `,"limits":{"memory":-1}}`, 422, "limits.memory"},
+		{"comparison not an object", `{` + ok + `,` + test + `,"comparison":"float"}`, 422, "comparison"},
+		{"comparison without mode", `{` + ok + `,` + test + `,"comparison":{}}`, 422, "comparison.mode"},
+		{"unknown comparison mode", `{` + ok + `,` + test + `,"comparison":{"mode":"fuzzy"}}`, 422, "comparison.mode"},
+		{"unknown comparison field", `{` + ok + `,` + test + `,"comparison":{"mode":"float","eps":1}}`, 422, "eps"},
+		{"negative tolerance", `{` + ok + `,` + test + `,"comparison":{"mode":"float","abs":-1}}`, 422, "comparison.abs"},
+		{"tolerance not a number", `{` + ok + `,` + test + `,"comparison":{"mode":"float","rel":"x"}}`, 422, "comparison.rel"},
+		{"tolerance outside float mode", `{` + ok + `,` + test + `,"comparison":{"mode":"tokens","abs":0.1}}`, 422, "comparison.abs"},
 		{"multi-file without run script", `{"language":"multi-file","files":[{"name":"main.c","content":"1"}],` + test + `}`, 422, "files"},
 	}
 	refused := 0
@@ -223,5 +230,32 @@ func TestRunQueued(t *testing.T) {
 	}
 	if code, _, _ := s.call(t, "GET", "/submissions/"+id, ""); code != 404 {
 		t.Fatalf("a queued run read as a submission: %d", code)
+	}
+}
+
+// A run in float mode: answers within the tolerance are Accepted, one
+// beyond it is a Wrong Answer whose message says which token; a word among
+// the numbers must match exactly.
+func TestRunFloatComparison(t *testing.T) {
+	s := startService(t, queue.Config{}, 1)
+	body := `{"language":"python3","files":[{"name":"main.py","content":"n = int(input())\nprint('x', 1 / n)\n"}],
+	  "comparison":{"mode":"float","abs":1e-4},
+	  "tests":[{"stdin":"3","expected_output":"x\n0.33335"},{"stdin":"3","expected_output":"x 0.3335"},{"stdin":"4","expected_output":"y 0.25"}]}`
+	code, m, _ := s.call(t, "POST", "/v1/runs?wait=true", body)
+	if code != http.StatusCreated || m["summary"] == nil {
+		t.Fatalf("POST /v1/runs?wait=true: %d %v", code, m)
+	}
+	tests := runTests(t, m)
+	want := []struct {
+		status int
+		msg    string
+	}{{3, ""}, {4, `token 2: got "0.3333333333333333", expected "0.3335"`}, {4, `token 1: got "x", expected "y"`}}
+	if len(tests) != len(want) {
+		t.Fatalf("%d tests came out: %v", len(tests), m)
+	}
+	for i, w := range want {
+		if got, msg := statusID(tests[i]), tests[i]["message"]; got != w.status || (w.msg != "" && msg != w.msg) || (w.msg == "" && msg != nil) {
+			t.Errorf("test %d: status %d message %v, want %d %q", i, got, msg, w.status, w.msg)
+		}
 	}
 }
