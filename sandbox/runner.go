@@ -150,6 +150,11 @@ type Config struct {
 	// TimeScale multiplies the CPU and wall time limits inside the guest;
 	// 0 means 1 under KVM and DefaultTCGTimeScale under TCG.
 	TimeScale float64
+	// CompileLimits are the compile limits of jobs that do not set their
+	// own (Job.CompileLimits); zero fields take DefaultCompileLimits. A
+	// compile stopped by one of their time limits is the server's fault,
+	// not the program's: Internal Error, not Compilation Error.
+	CompileLimits Limits
 	// MaxSource bounds a job's source and files together; 0 means
 	// DefaultMaxSource.
 	MaxSource int
@@ -285,6 +290,11 @@ func New(cfg Config) (*Runner, error) {
 	return r, nil
 }
 
+// compileDefaults are the compile limits of a job that sets none.
+func (r *Runner) compileDefaults() Limits {
+	return r.cfg.CompileLimits.withDefaults(DefaultCompileLimits())
+}
+
 // Accel is the accelerator the runner's VMs use.
 func (r *Runner) Accel() vmm.Accel { return r.accel }
 
@@ -298,6 +308,8 @@ type prepared struct {
 	image languages.Image
 	// deadline budget inside the guest: compile wall + run wall.
 	guestWall time.Duration
+	// compile has the compile step's time limits, and which are ours.
+	compile compileLimits
 }
 
 func (r *Runner) prepare(job Job) (*prepared, error) {
@@ -369,10 +381,12 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 		p.guestWall = time.Duration(n) * (p.guestWall + time.Duration(float64(testOverhead)*r.cfg.TimeScale))
 	}
 	if len(compile) > 0 {
-		comp := job.CompileLimits.withDefaults(DefaultCompileLimits())
+		comp := job.CompileLimits.withDefaults(r.compileDefaults())
 		if err := comp.validate("compile"); err != nil {
 			return nil, err
 		}
+		p.compile = compileLimits{cpu: comp.CPUTime, wall: comp.WallTime, scale: r.cfg.TimeScale,
+			oursCPU: job.CompileLimits.CPUTime == 0, oursWall: job.CompileLimits.WallTime == 0}
 		wire.Compile = &protocol.Step{Argv: compile, Limits: comp.wire(r.cfg.TimeScale)}
 		p.guestWall += wire.Compile.Limits.WallTime
 	}
@@ -488,11 +502,11 @@ func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slo
 				return Result{}, fmt.Errorf("decode result: %w", err)
 			}
 			if len(p.wire.Tests) > 0 {
-				if err := res.fillTests(&ar); err != nil {
+				if err := res.fillTests(&ar, p.compile); err != nil {
 					return Result{}, err
 				}
 			} else {
-				res.fill(&ar)
+				res.fill(&ar, p.compile)
 			}
 			log.Debug("job done", "status", res.Status.Description, "wall", res.WallTime)
 			return res, nil
@@ -502,8 +516,8 @@ func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slo
 	}
 }
 
-func (res *Result) fill(ar *protocol.Result) {
-	res.Status, res.Message = verdict(ar)
+func (res *Result) fill(ar *protocol.Result, ours compileLimits) {
+	res.Status, res.Message = verdict(ar, ours)
 	res.Compile, res.CompileOutput = ar.Compile, ar.CompileOutput
 	if r := ar.Run; r != nil {
 		res.ExitCode, res.Signal = r.ExitCode, r.Signal

@@ -54,10 +54,10 @@ func (res *Result) startTest(p []byte, tests int) error {
 
 // fillTests completes a multi-test job's result from the agent's: each
 // started test gets its measurements and verdict.
-func (res *Result) fillTests(ar *protocol.Result) error {
+func (res *Result) fillTests(ar *protocol.Result, ours compileLimits) error {
 	res.Compile, res.CompileOutput = ar.Compile, ar.CompileOutput
-	if msg := compileFailure(ar.Compile); msg != "" {
-		res.Status, res.Message = StatusCompilationErr, msg
+	if st, msg := compileFailure(ar.Compile, ours); msg != "" {
+		res.Status, res.Message = st, msg
 		res.ExitCode, res.Signal = ar.Compile.ExitCode, ar.Compile.Signal
 		return nil
 	}
