@@ -96,6 +96,9 @@ type Job struct {
 	// MergeStderr sends the program's stderr into its stdout (2>&1),
 	// interleaved as written (Judge0's redirect_stderr_to_stdout).
 	MergeStderr bool
+	// Checker, with Tests, judges each test whose run ended cleanly,
+	// given the test's Answer; nil: no checker (the caller compares).
+	Checker *Checker
 }
 
 // Result is what came of a job.
@@ -130,6 +133,10 @@ type Result struct {
 	// WallTime add up the tests', Memory is their peak, and the other run
 	// fields are zero.
 	Tests []TestResult
+	// CheckerCompile and CheckerCompileOutput are the checker's compile
+	// step, if it has one.
+	CheckerCompile       *protocol.StepResult
+	CheckerCompileOutput []byte
 }
 
 // Config configures a Runner.
@@ -330,7 +337,13 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 	}
 	stdin := len(job.Stdin)
 	for _, t := range job.Tests {
-		stdin += len(t.Stdin)
+		stdin += len(t.Stdin) + len(t.Answer)
+	}
+	if job.Checker != nil {
+		for _, f := range job.Checker.Files {
+			size += len(f.Data)
+		}
+		size += len(job.Checker.Source)
 	}
 	switch {
 	case len(job.Command) == 0 && len(job.Source) == 0:
@@ -389,6 +402,11 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 			oursCPU: job.CompileLimits.CPUTime == 0, oursWall: job.CompileLimits.WallTime == 0}
 		wire.Compile = &protocol.Step{Argv: compile, Limits: comp.wire(r.cfg.TimeScale)}
 		p.guestWall += wire.Compile.Limits.WallTime
+	}
+	if job.Checker != nil {
+		if err := r.prepareChecker(p, &wire, job, lang); err != nil {
+			return nil, err
+		}
 	}
 	p.wire = wire
 	return p, nil
@@ -502,7 +520,7 @@ func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slo
 				return Result{}, fmt.Errorf("decode result: %w", err)
 			}
 			if len(p.wire.Tests) > 0 {
-				if err := res.fillTests(&ar, p.compile); err != nil {
+				if err := res.fillTests(&ar, p.compile, p.wire.Checker != nil); err != nil {
 					return Result{}, err
 				}
 			} else {

@@ -64,6 +64,15 @@ func (a *agent) runTests(job *protocol.Job, mounts []mountSpec, w *protocol.Writ
 		}
 		countOutput(sr, stdout, stderr)
 		res.Tests = append(res.Tests, *sr)
+		if job.Checker != nil {
+			var check *protocol.Check
+			if !failed(sr) {
+				if check, err = a.runCheck(job, mounts, i, stdout.kept); err != nil {
+					return fmt.Errorf("test %d: checker: %w", i, err)
+				}
+			}
+			res.Checks = append(res.Checks, check)
+		}
 		if job.StopOnFailure && failed(sr) {
 			break
 		}
