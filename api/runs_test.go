@@ -153,7 +153,7 @@ func TestRunBadInput(t *testing.T) {
 		{"bad base64 stdin", `{` + ok + `,"tests":[{"stdin":"@@","base64":true}]}`, 422, "tests[0].stdin"},
 		{"bad base64 expected", `{` + ok + `,"tests":[{"stdin":"","expected_output":"@@","base64":true}]}`, 422, "tests[0].expected_output"},
 		{"no language", `{"files":[{"name":"main.py","content":"1"}],` + test + `}`, 422, "language"},
-		{"unknown language", `{"language":"cobol","files":[{"name":"main.py","content":"1"}],` + test + `}`, 422, "language"},
+		{"unknown language", `{"language":"klingon","files":[{"name":"main.py","content":"1"}],` + test + `}`, 422, "language"},
 		{"unknown language id", `{"language":12345,"files":[{"name":"main.py","content":"1"}],` + test + `}`, 422, "language"},
 		{"no files", `{"language":"python3",` + test + `}`, 422, "files"},
 		{"no source file", `{"language":"python3","files":[{"name":"other.py","content":"1"}],` + test + `}`, 422, "files"},
@@ -180,6 +180,15 @@ func TestRunBadInput(t *testing.T) {
 		{"negative tolerance", `{` + ok + `,` + test + `,"comparison":{"mode":"float","abs":-1}}`, 422, "comparison.abs"},
 		{"tolerance not a number", `{` + ok + `,` + test + `,"comparison":{"mode":"float","rel":"x"}}`, 422, "comparison.rel"},
 		{"tolerance outside float mode", `{` + ok + `,` + test + `,"comparison":{"mode":"tokens","abs":0.1}}`, 422, "comparison.abs"},
+		{"checker without language", `{` + ok + `,` + test + `,"checker":{"source":"print(1)"}}`, 422, "checker.language"},
+		{"checker in another image", `{` + ok + `,` + test + `,"checker":{"language":"cpp","source":"int main(){}"}}`, 422, "checker.language"},
+		{"checker without source", `{` + ok + `,` + test + `,"checker":{"language":"python3"}}`, 422, "checker"},
+		{"checker source and files", `{` + ok + `,` + test + `,"checker":{"language":"python3","source":"1","files":[{"name":"main.py","content":"1"}]}}`, 422, "checker.source"},
+		{"checker files without its source file", `{` + ok + `,` + test + `,"checker":{"language":"python3","files":[{"name":"other.py","content":"1"}]}}`, 422, "checker.files"},
+		{"checker file in .judge", `{` + ok + `,` + test + `,"checker":{"language":"python3","files":[{"name":"main.py","content":"1"},{"name":".judge/answer","content":"1"}]}}`, 422, "checker.files[1].name"},
+		{"checker file leaves", `{` + ok + `,` + test + `,"checker":{"language":"python3","files":[{"name":"../x","content":"1"}]}}`, 422, "checker.files[0].name"},
+		{"checker limit", `{` + ok + `,` + test + `,"checker":{"language":"python3","source":"1","limits":{"memory":-5}}}`, 422, "checker.limits.memory"},
+		{"checker and comparison", `{` + ok + `,` + test + `,"comparison":{"mode":"exact"},"checker":{"language":"python3","source":"1"}}`, 422, "comparison"},
 		{"multi-file without run script", `{"language":"multi-file","files":[{"name":"main.c","content":"1"}],` + test + `}`, 422, "files"},
 	}
 	refused := 0
@@ -257,5 +266,67 @@ func TestRunFloatComparison(t *testing.T) {
 		if got, msg := statusID(tests[i]), tests[i]["message"]; got != w.status || (w.msg != "" && msg != w.msg) || (w.msg == "" && msg != nil) {
 			t.Errorf("test %d: status %d message %v, want %d %q", i, got, msg, w.status, w.msg)
 		}
+	}
+}
+
+// A float problem judged by a checker (in the program's language), which
+// sees input, output and answer and never runs after a failed run: AC
+// within its tolerance, WA beyond it with its message, points with a score,
+// a crashing checker an Internal Error (not a WA), the program's own crash
+// its own verdict.
+func TestRunChecker(t *testing.T) {
+	s := startService(t, queue.Config{}, 1)
+	checker := `import os, sys
+inp, out, ans = (open(p).read().split() for p in sys.argv[1:4])
+if inp[-1] == "crash":
+    os.abort()
+got, want = float(out[0]), float(ans[0])
+if inp[-1] == "points":
+    print(round(1 - abs(got - want), 6))
+    sys.stderr.write("partial: %s for %s\n" % (out[0], ans[0]))
+    sys.exit(7)
+if abs(got - want) > 1e-6:
+    sys.stderr.write("wrong answer: expected %s, found %s\n" % (ans[0], out[0]))
+    sys.exit(1)
+sys.stderr.write("ok, found %s\n" % out[0])
+`
+	req := map[string]any{"language": "python3",
+		"files":   []map[string]any{{"name": "main.py", "content": "n = int(input().split()[0])\nprint(1 / n)\n"}},
+		"checker": map[string]any{"language": "python3", "files": []map[string]any{{"name": "main.py", "content": checker}}},
+		"tests": []map[string]any{{"stdin": "3", "expected_output": "0.3333334"}, {"stdin": "3", "expected_output": "0.34"},
+			{"stdin": "4 points", "expected_output": "0.5"}, {"stdin": "5 crash", "expected_output": "0.2"}, {"stdin": "0", "expected_output": "0"}}}
+	body, _ := json.Marshal(req)
+	code, m, _ := s.call(t, "POST", "/v1/runs?wait=true", string(body))
+	if code != http.StatusCreated || m["summary"] == nil {
+		t.Fatalf("POST /v1/runs?wait=true: %d %v", code, m)
+	}
+	want := []struct {
+		status int
+		msg    string
+	}{{3, "ok, found 0.3333333333333333"}, {4, "wrong answer: expected 0.34, found 0.3333333333333333"},
+		{3, "partial: 0.25 for 0.5"}, {13, "checker: killed by SIGABRT (6)"}, {11, "exited with code 1"}}
+	tests := runTests(t, m)
+	if len(tests) != len(want) {
+		t.Fatalf("%d tests came out: %v", len(tests), m)
+	}
+	for i, w := range want {
+		if got := statusID(tests[i]); got != w.status || tests[i]["message"] != w.msg {
+			t.Errorf("test %d: status %d message %q, want %d %q", i, got, tests[i]["message"], w.status, w.msg)
+		}
+	}
+	if tests[2]["score"] != 0.75 || summary(m)["score"] != 0.75 || tests[0]["score"] != nil {
+		t.Errorf("scores: test 2 %v (want 0.75), summary %v, test 0 %v", tests[2]["score"], summary(m)["score"], tests[0]["score"])
+	}
+
+	// A checker that does not compile fails the run, not the program.
+	req["language"], req["files"] = "c", []map[string]any{{"name": "main.c", "content": "int main(void) { return 0; }"}}
+	req["checker"] = map[string]any{"language": "c", "source": "int main(void) { return nope; }"}
+	body, _ = json.Marshal(req)
+	if testing.Short() {
+		return
+	}
+	_, m, _ = s.call(t, "POST", "/v1/runs?wait=true", string(body))
+	if statusID(m) != 13 || !strings.Contains(fmt.Sprint(m["checker_compile_output"]), "nope") || m["compile_output"] != nil {
+		t.Fatalf("a checker that does not compile: %v", m)
 	}
 }
