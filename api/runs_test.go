@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"microbox/internal/vmtest"
 	"microbox/queue"
@@ -328,5 +329,69 @@ sys.stderr.write("ok, found %s\n" % out[0])
 	_, m, _ = s.call(t, "POST", "/v1/runs?wait=true", string(body))
 	if statusID(m) != 13 || !strings.Contains(fmt.Sprint(m["checker_compile_output"]), "nope") || m["compile_output"] != nil {
 		t.Fatalf("a checker that does not compile: %v", m)
+	}
+}
+
+// A correct solution that includes bits/stdc++.h, the usual first line of
+// a competitive program, submitted five times, two at a time: all
+// Accepted, none a Compilation Error or Time Limit Exceeded because of the
+// time scale (the image's precompiled header makes its compile a cstdio
+// hello's).
+func TestRunBitsStdcppTwoAtATime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("five C++ compiles under TCG: not in -short")
+	}
+	vmtest.RequireImage(t, "cpp")
+	s := startService(t, queue.Config{}, 2)
+	src := `#include <bits/stdc++.h>
+using namespace std;
+int main() {
+    int n; cin >> n;
+    vector<long long> v(n);
+    for (auto &x : v) cin >> x;
+    sort(v.begin(), v.end());
+    map<long long, int> seen;
+    for (auto x : v) seen[x]++;
+    cout << accumulate(v.begin(), v.end(), 0LL) << ' ' << v.front() << ' ' << v.back() << ' ' << seen.size() << '\n';
+}
+`
+	body, _ := json.Marshal(map[string]any{"language": "cpp", "files": []map[string]any{{"name": "main.cpp", "content": src}},
+		"tests": []map[string]any{{"stdin": "5\n3 1 4 1 5\n", "expected_output": "14 1 5 4"}, {"stdin": "1\n-7\n", "expected_output": "-7 -7 -7 1"}}})
+	type answer struct {
+		code int
+		m    map[string]any
+		err  error
+	}
+	answers := make(chan answer, 5)
+	for range 5 {
+		go func() {
+			resp, err := http.Post(s.url+"/v1/runs?wait=true", "application/json", strings.NewReader(string(body)))
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			var m map[string]any
+			err = json.NewDecoder(resp.Body).Decode(&m)
+			// Not done within the API's wait: poll until it is.
+			for err == nil && (m["status"] == nil || statusID(m) == 1 || statusID(m) == 2) {
+				time.Sleep(time.Second)
+				var r *http.Response
+				if r, err = http.Get(s.url + "/v1/runs/" + fmt.Sprint(m["id"])); err == nil {
+					m = nil
+					err = json.NewDecoder(r.Body).Decode(&m)
+					r.Body.Close()
+				}
+			}
+			answers <- answer{resp.StatusCode, m, err}
+		}()
+	}
+	for i := range 5 {
+		a := <-answers
+		if a.err != nil || a.code != http.StatusCreated || statusID(a.m) != 3 {
+			t.Errorf("run %d: %d %v %v (compile: %v)", i, a.code, a.err, a.m["status"], a.m["message"])
+			continue
+		}
+		t.Logf("run %d: Accepted, %v", i, a.m["summary"])
 	}
 }
