@@ -73,6 +73,8 @@ type runRequest struct {
 	Comparison *comparisonFields `json:"comparison"`
 	// Checker judges each test instead of a comparison.
 	Checker *checkerRequest `json:"checker"`
+	// Interactor runs beside the program in each test and judges it.
+	Interactor *checkerRequest `json:"interactor"`
 }
 
 // checkerRequest is a run's checker as sent: a program in a language of
@@ -84,8 +86,11 @@ type checkerRequest struct {
 	Limits   limitFields     `json:"limits"`
 }
 
-var checkerLimitNames = limitNames{"checker.limits.cpu_time", "checker.limits.cpu_extra_time", "checker.limits.wall_time",
-	"checker.limits.memory", "checker.limits.stack", "checker.limits.processes", "checker.limits.file_size"}
+// limitNamesAt names the limits under prefix ("checker.limits.").
+func limitNamesAt(prefix string) limitNames {
+	return limitNames{prefix + "cpu_time", prefix + "cpu_extra_time", prefix + "wall_time",
+		prefix + "memory", prefix + "stack", prefix + "processes", prefix + "file_size"}
+}
 
 // comparisonFields are a request's comparison as sent.
 type comparisonFields struct {
@@ -235,17 +240,32 @@ func validateRun(r *runRequest, pol policy, built map[string]bool) (*runRecord, 
 	if r.Comparison != nil {
 		rec.Comparison = r.Comparison.parse(fe)
 	}
-	if r.Checker != nil {
+	if r.Checker != nil && r.Interactor != nil {
+		fe.add("interactor", "is not for a run with a checker: give one or the other")
+	}
+	if r.Checker != nil || r.Interactor != nil {
 		if r.Comparison != nil {
-			fe.add("comparison", "is not for a run with a checker: the checker judges each test")
+			fe.add("comparison", "is not for a run with a checker or an interactor: it judges each test")
 		}
-		rec.Job.Checker = r.Checker.parse(fe, lang, msg == "", pol, built)
-		// The expected outputs are the checker's answers.
+		if r.Checker != nil {
+			rec.Job.Checker = r.Checker.parse(fe, "checker", lang, msg == "", pol, built)
+		} else {
+			rec.Job.Interactor = r.Interactor.parse(fe, "interactor", lang, msg == "", pol, built)
+		}
+		// The expected outputs are the checker's answers; they travel
+		// to the VM with the stdin.
+		n := 0
 		for i, want := range rec.Expected {
 			if want != nil && i < len(rec.Job.Tests) {
 				rec.Job.Tests[i].Answer = []byte(*want)
 			}
 			rec.Expected[i] = nil
+		}
+		for _, t := range rec.Job.Tests {
+			n += len(t.Stdin) + len(t.Answer)
+		}
+		if n > sandbox.MaxStdin {
+			fe.add("tests", "have %d bytes of stdin and expected output together, more than %d with a checker", n, sandbox.MaxStdin)
 		}
 	}
 	rec.Job.Limits, rec.CPULimit = r.Limits.parse(fe, runLimitNames)
@@ -284,48 +304,49 @@ func (c *comparisonFields) parse(fe fieldErrors) sandbox.Comparison {
 	return out
 }
 
-// parse checks a run's checker. prog is the program's language, when
-// known (progOK): the checker must run in its image.
-func (c *checkerRequest) parse(fe fieldErrors, prog language, progOK bool, pol policy, built map[string]bool) *sandbox.Checker {
+// parse checks a run's checker or interactor, at field. prog is the
+// program's language, when known (progOK): the checker must run in its
+// image.
+func (c *checkerRequest) parse(fe fieldErrors, field string, prog language, progOK bool, pol policy, built map[string]bool) *sandbox.Checker {
 	out := &sandbox.Checker{}
 	lang, msg := runLanguage(c.Language, built)
 	switch {
 	case msg != "":
-		fe.add("checker.language", "%s", msg)
+		fe.add(field+".language", "%s", msg)
 	case lang.multiFile:
-		fe.add("checker.language", "can't be %s: give the checker's language", multiFileName)
+		fe.add(field+".language", "can't be %s: give the checker's language", multiFileName)
 	case progOK && !prog.multiFile && !sandbox.SharesImage(prog.image, lang.image):
-		fe.add("checker.language", "%s does not run in %s's image, where the checker runs after each test", lang.image.ID, prog.image.ID)
+		fe.add(field+".language", "%s does not run in %s's image, where it would run beside each test", lang.image.ID, prog.image.ID)
 	case progOK && prog.multiFile:
-		fe.add("checker.language", "a %s program has no image of its own to run a checker in", multiFileName)
+		fe.add(field+".language", "a %s program has no image of its own to run it in", multiFileName)
 	default:
 		out.Language = lang.image.ID
 	}
 	switch {
 	case c.Source != nil && len(c.Files) > 0:
-		fe.add("checker.source", "give the checker as source or as files, not both")
+		fe.add(field+".source", "give the checker as source or as files, not both")
 	case c.Source != nil:
 		if *c.Source == "" {
-			fe.add("checker.source", "can't be blank")
+			fe.add(field+".source", "can't be blank")
 		}
 		out.Source = []byte(*c.Source)
 	case len(c.Files) == 0:
-		fe.add("checker", "needs a source or files")
+		fe.add(field, "needs a source or files")
 	default:
-		job := sandbox.Job{Files: runFilesAt(fe, "checker.files", c.Files, pol.maxSource)}
+		job := sandbox.Job{Files: runFilesAt(fe, field+".files", c.Files, pol.maxSource)}
 		for i, f := range job.Files {
 			if f.Name == ".judge" || strings.HasPrefix(f.Name, ".judge/") {
-				fe.add(fmt.Sprintf("checker.files[%d].name", i), "%q is where the checker's input, output and answer go", f.Name)
+				fe.add(fmt.Sprintf("%s.files[%d].name", field, i), "%q is where the checker's input, output and answer go", f.Name)
 			}
 		}
-		if out.Language != "" && fe["checker.files"] == nil {
+		if out.Language != "" && fe[field+".files"] == nil {
 			if msg := setSource(&job, lang); msg != "" {
-				fe.add("checker.files", "%s", msg)
+				fe.add(field+".files", "%s", msg)
 			}
 		}
 		out.Source, out.Files, out.Sources = job.Source, job.Files, job.Sources
 	}
-	out.Limits, _ = c.Limits.parse(fe, checkerLimitNames)
+	out.Limits, _ = c.Limits.parse(fe, limitNamesAt(field+".limits."))
 	return out
 }
 

@@ -190,6 +190,9 @@ func TestRunBadInput(t *testing.T) {
 		{"checker file leaves", `{` + ok + `,` + test + `,"checker":{"language":"python3","files":[{"name":"../x","content":"1"}]}}`, 422, "checker.files[0].name"},
 		{"checker limit", `{` + ok + `,` + test + `,"checker":{"language":"python3","source":"1","limits":{"memory":-5}}}`, 422, "checker.limits.memory"},
 		{"checker and comparison", `{` + ok + `,` + test + `,"comparison":{"mode":"exact"},"checker":{"language":"python3","source":"1"}}`, 422, "comparison"},
+		{"checker and interactor", `{` + ok + `,` + test + `,"checker":{"language":"python3","source":"1"},"interactor":{"language":"python3","source":"1"}}`, 422, "interactor"},
+		{"interactor in another image", `{` + ok + `,` + test + `,"interactor":{"language":"c","source":"int main(void){}"}}`, 422, "interactor.language"},
+		{"interactor limit", `{` + ok + `,` + test + `,"interactor":{"language":"python3","source":"1","limits":{"wall_time":0}}}`, 422, "interactor.limits.wall_time"},
 		{"multi-file without run script", `{"language":"multi-file","files":[{"name":"main.c","content":"1"}],` + test + `}`, 422, "files"},
 	}
 	refused := 0
@@ -393,5 +396,76 @@ int main() {
 			continue
 		}
 		t.Logf("run %d: Accepted, %v", i, a.m["summary"])
+	}
+}
+
+// An interactive guessing game: the interactor (given the secret in its
+// input file) answers the program's queries. A program that guesses right
+// is Accepted, one that cheats a Wrong Answer with the interactor's
+// message; an interactor that never answers leaves the program waiting
+// until its wall limit (Time Limit Exceeded) and is killed at its own.
+func TestRunInteractor(t *testing.T) {
+	s := startService(t, queue.Config{}, 1)
+	interactor := `import sys, time
+secret, mode = open(sys.argv[1]).read().split()
+secret = int(secret)
+if mode == "hang":
+    time.sleep(1000)
+print(0 if mode == "cheat" else 100, flush=True)
+for queries in range(1, 8):
+    kind, x = input().split()
+    x = int(x)
+    if kind == "!":
+        if x != secret:
+            sys.stderr.write("wrong answer: %d, the secret was %d\n" % (x, secret))
+            sys.exit(1)
+        sys.stderr.write("ok, found in %d queries\n" % queries)
+        sys.exit(0)
+    print("<" if secret < x else ">" if secret > x else "=", flush=True)
+sys.stderr.write("wrong answer: too many queries\n")
+sys.exit(1)
+`
+	program := `n = int(input())
+if n == 0:
+    print("! 1", flush=True)
+    raise SystemExit
+lo, hi = 1, n
+while True:
+    mid = (lo + hi) // 2
+    print("?", mid, flush=True)
+    r = input()
+    if r == "=":
+        print("!", mid, flush=True)
+        break
+    if r == "<":
+        hi = mid - 1
+    else:
+        lo = mid + 1
+`
+	req := map[string]any{"language": "python3",
+		"files":      []map[string]any{{"name": "main.py", "content": program}},
+		"limits":     map[string]any{"wall_time": 2},
+		"interactor": map[string]any{"language": "python3", "source": interactor, "limits": map[string]any{"wall_time": 3}},
+		"tests":      []map[string]any{{"stdin": "37 play"}, {"stdin": "37 cheat"}, {"stdin": "37 hang"}}}
+	body, _ := json.Marshal(req)
+	code, m, _ := s.call(t, "POST", "/v1/runs?wait=true", string(body))
+	if code != http.StatusCreated || m["summary"] == nil {
+		t.Fatalf("POST /v1/runs?wait=true: %d %v", code, m)
+	}
+	want := []struct {
+		status int
+		msg    string
+	}{{3, "ok, found in 4 queries"}, {4, "wrong answer: 1, the secret was 37"}, {5, "wall time limit exceeded"}}
+	tests := runTests(t, m)
+	if len(tests) != len(want) {
+		t.Fatalf("%d tests came out: %v", len(tests), m)
+	}
+	for i, w := range want {
+		if got := statusID(tests[i]); got != w.status || tests[i]["message"] != w.msg {
+			t.Errorf("test %d: status %d message %q, want %d %q (stdout %q)", i, got, tests[i]["message"], w.status, w.msg, tests[i]["stdout"])
+		}
+	}
+	if out := fmt.Sprint(tests[0]["stdout"]); !strings.HasSuffix(out, "! 37\n") {
+		t.Errorf("the program's side of the game: %q", out)
 	}
 }

@@ -59,32 +59,31 @@ func SharesImage(a, b languages.Language) bool {
 	return img(a) == img(b)
 }
 
-// prepareChecker adds the job's checker to wire and its time to p's guest
-// wall budget.
-func (r *Runner) prepareChecker(p *prepared, wire *protocol.Job, job Job, prog languages.Language) error {
-	c := job.Checker
+// prepareChecker turns the job's checker or interactor c into what the
+// agent receives, and adds its time to p's guest wall budget.
+func (r *Runner) prepareChecker(p *prepared, c *Checker, job Job, prog languages.Language) (*protocol.Checker, error) {
 	lang, err := languages.Lookup(c.Language)
 	switch {
 	case err != nil:
-		return fmt.Errorf("%w: checker: %w", ErrBadJob, err)
+		return nil, fmt.Errorf("%w: checker: %w", ErrBadJob, err)
 	case len(job.Tests) == 0:
-		return fmt.Errorf("%w: a checker judges the tests of a multi-test job, and this job has none", ErrBadJob)
+		return nil, fmt.Errorf("%w: a checker judges the tests of a multi-test job, and this job has none", ErrBadJob)
 	case !SharesImage(prog, lang):
-		return fmt.Errorf("%w: the checker's language %s does not run in %s's image, where the program runs", ErrBadJob, lang.ID, prog.ID)
+		return nil, fmt.Errorf("%w: the checker's language %s does not run in %s's image, where the program runs", ErrBadJob, lang.ID, prog.ID)
 	case len(c.Source) == 0:
-		return fmt.Errorf("%w: the checker's source is empty", ErrBadJob)
+		return nil, fmt.Errorf("%w: the checker's source is empty", ErrBadJob)
 	}
 	for _, f := range c.Files {
 		if !filepath.IsLocal(f.Name) || f.Name == ".judge" || strings.HasPrefix(f.Name, ".judge/") {
-			return fmt.Errorf("%w: checker file name %q must be a relative path inside its work dir, outside .judge", ErrBadJob, f.Name)
+			return nil, fmt.Errorf("%w: checker file name %q must be a relative path inside its work dir, outside .judge", ErrBadJob, f.Name)
 		}
 	}
 	if err := checkArgv(Job{Sources: c.Sources, Files: c.Files}); err != nil {
-		return err
+		return nil, err
 	}
 	run := c.Limits.withDefaults(DefaultCheckerLimits())
 	if err := run.validate("checker"); err != nil {
-		return err
+		return nil, err
 	}
 	wc := &protocol.Checker{
 		Files: append([]protocol.File{{Name: lang.SourceFile, Data: c.Source}}, c.Files...),
@@ -95,13 +94,12 @@ func (r *Runner) prepareChecker(p *prepared, wire *protocol.Job, job Job, prog l
 	if argv := lang.CompileArgv(c.Sources, nil); len(argv) > 0 {
 		comp := c.CompileLimits.withDefaults(r.compileDefaults())
 		if err := comp.validate("checker compile"); err != nil {
-			return err
+			return nil, err
 		}
 		wc.Compile = &protocol.Step{Argv: argv, Limits: comp.wire(r.cfg.TimeScale)}
 		p.guestWall += wc.Compile.Limits.WallTime
 	}
-	wire.Checker = wc
-	return nil
+	return wc, nil
 }
 
 // checkerCompileFailure says why the checker's compile failed; "" when it

@@ -99,6 +99,11 @@ type Job struct {
 	// Checker, with Tests, judges each test whose run ended cleanly,
 	// given the test's Answer; nil: no checker (the caller compares).
 	Checker *Checker
+	// Interactor, with Tests and without Checker, runs beside the program
+	// in each test, their stdin and stdout crossed, given the test's
+	// Stdin as its input file and Answer; its verdict decides a test
+	// whose run ended cleanly (or by SIGPIPE, when it had quit).
+	Interactor *Checker
 }
 
 // Result is what came of a job.
@@ -339,11 +344,13 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 	for _, t := range job.Tests {
 		stdin += len(t.Stdin) + len(t.Answer)
 	}
-	if job.Checker != nil {
-		for _, f := range job.Checker.Files {
-			size += len(f.Data)
+	for _, c := range []*Checker{job.Checker, job.Interactor} {
+		if c != nil {
+			for _, f := range c.Files {
+				size += len(f.Data)
+			}
+			size += len(c.Source)
 		}
-		size += len(job.Checker.Source)
 	}
 	switch {
 	case len(job.Command) == 0 && len(job.Source) == 0:
@@ -403,8 +410,15 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 		wire.Compile = &protocol.Step{Argv: compile, Limits: comp.wire(r.cfg.TimeScale)}
 		p.guestWall += wire.Compile.Limits.WallTime
 	}
-	if job.Checker != nil {
-		if err := r.prepareChecker(p, &wire, job, lang); err != nil {
+	switch {
+	case job.Checker != nil && job.Interactor != nil:
+		return nil, fmt.Errorf("%w: a job has a checker or an interactor, not both", ErrBadJob)
+	case job.Checker != nil:
+		if wire.Checker, err = r.prepareChecker(p, job.Checker, job, lang); err != nil {
+			return nil, err
+		}
+	case job.Interactor != nil:
+		if wire.Interactor, err = r.prepareChecker(p, job.Interactor, job, lang); err != nil {
 			return nil, err
 		}
 	}
@@ -520,7 +534,7 @@ func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slo
 				return Result{}, fmt.Errorf("decode result: %w", err)
 			}
 			if len(p.wire.Tests) > 0 {
-				if err := res.fillTests(&ar, p.compile, p.wire.Checker != nil); err != nil {
+				if err := res.fillTests(&ar, p.compile, p.wire.Checker != nil || p.wire.Interactor != nil); err != nil {
 					return Result{}, err
 				}
 			} else {

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"encoding/json"
 	"fmt"
+	"syscall"
 	"time"
 
 	"microbox/sandbox/protocol"
@@ -95,7 +96,9 @@ func (res *Result) fillTests(ar *protocol.Result, ours compileLimits, checker bo
 		if checker {
 			if c := ar.Checks[i]; c != nil {
 				t.Check = c
-				if t.Status == StatusAccepted {
+				// An interactor that quit leaves the program a broken
+				// pipe: then the interactor's verdict is the cause.
+				if t.Status == StatusAccepted || t.Signal == int(syscall.SIGPIPE) {
 					t.Status, t.Message, t.Score = checkVerdict(c)
 				}
 			}

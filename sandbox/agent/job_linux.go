@@ -42,14 +42,18 @@ func (a *agent) runJob(job *protocol.Job, w *protocol.Writer) (*protocol.Result,
 		return nil, err
 	}
 	res := &protocol.Result{}
-	if job.Checker != nil && len(job.Tests) > 0 {
+	judge := job.Checker
+	if judge == nil {
+		judge = job.Interactor
+	}
+	if judge != nil && len(job.Tests) > 0 {
 		// EINVAL: the checker's compile failed before its dir was moved.
 		defer func() {
 			if err := unix.Unmount(checkerDir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 				a.log.Error("unmount", "target", checkerDir, "err", err)
 			}
 		}()
-		ok, err := a.compileChecker(job.Checker, mounts, res)
+		ok, err := a.compileChecker(judge, mounts, res)
 		if err != nil {
 			return nil, fmt.Errorf("checker: %w", err)
 		}

@@ -105,6 +105,13 @@ type Job struct {
 	// CheckerInput, CheckerOutput and CheckerAnswer (their paths its last
 	// three arguments). The program never sees the answer nor the checker.
 	Checker *Checker `json:"checker,omitempty"`
+	// Interactor, in a multi-test job without a Checker, runs beside the
+	// program in each test, their standard input and output crossed:
+	// compiled once like a checker, it runs as another uid in a directory
+	// the program cannot enter, with the test's input, an output file it
+	// may write, and the answer as its last three arguments; it exits as
+	// a checker does. Result.Checks has its runs, one per test.
+	Interactor *Checker `json:"interactor,omitempty"`
 }
 
 // Checker is a multi-test job's checker (testlib's convention).
@@ -184,7 +191,8 @@ type Result struct {
 	CheckerCompile       *StepResult `json:"checker_compile,omitempty"`
 	CheckerCompileOutput []byte      `json:"checker_compile_output,omitempty"`
 	// Checks has one entry per entry of Tests: the checker's run after
-	// that test, nil when it did not run (the test's run failed).
+	// that test, nil when it did not run (the test's run failed); or the
+	// interactor's run beside it.
 	Checks []*Check `json:"checks,omitempty"`
 }
 
