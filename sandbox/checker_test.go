@@ -76,3 +76,22 @@ func TestFillTestsWithChecker(t *testing.T) {
 		t.Fatalf("checker compile error: %v %q %q", res.Status, res.Message, res.CheckerCompileOutput)
 	}
 }
+
+// With an interactor, a program killed by SIGPIPE (the interactor had
+// quit) takes the interactor's verdict; its other failures win.
+func TestFillTestsWithInteractor(t *testing.T) {
+	res := &Result{TimeScale: 1, Tests: make([]TestResult, 3)}
+	wa := &protocol.Check{StepResult: protocol.StepResult{ExitCode: 1}, Stderr: []byte("wrong guess")}
+	ar := &protocol.Result{
+		Tests:  []protocol.StepResult{{ExitCode: -1, Signal: 13}, {ExitCode: -1, Signal: 9, Limit: protocol.LimitWall}, {}},
+		Checks: []*protocol.Check{wa, {StepResult: protocol.StepResult{ExitCode: -1, Signal: 9, Limit: protocol.LimitWall}}, {}},
+	}
+	if err := res.fillTests(ar, compileLimits{}, true); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []Status{StatusWrongAnswer, StatusTimeLimit, StatusAccepted} {
+		if got := res.Tests[i].Status; got != want {
+			t.Errorf("test %d: %v (%s), want %v", i, got, res.Tests[i].Message, want)
+		}
+	}
+}
