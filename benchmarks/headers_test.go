@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +27,7 @@ var headerVariants = []struct{ name, source string }{
 }
 
 // otherCompiles are further compiled hellos measured alongside, when their
-// image is built.
+// image is built (and MICROBOX_BENCH_LANGS, if set, names them).
 var otherCompiles = []string{"c", "java", "rust"}
 
 // BenchmarkCppHeaders measures C++ (GCC) hello compiles by header, with and
@@ -54,7 +56,11 @@ func BenchmarkCppHeaders(b *testing.B) {
 	for _, v := range headerVariants {
 		rows = append(rows, &row{Name: v.name, Language: "cpp", Source: v.source})
 	}
+	want := strings.Split(os.Getenv("MICROBOX_BENCH_LANGS"), ",")
 	for _, id := range otherCompiles {
+		if want[0] != "" && !slices.Contains(want, id) {
+			continue
+		}
 		l, err := languages.Lookup(id)
 		if err != nil {
 			b.Fatal(err)
@@ -89,10 +95,10 @@ func BenchmarkCppHeaders(b *testing.B) {
 			}
 		}
 	}
-	scale, limit := r.TimeScale(), sandbox.DefaultCompileLimits().CPUTime
+	scale, limit := r.CompileTimeScale(), sandbox.DefaultCompileLimits().CPUTime
 	guestLimit := time.Duration(float64(limit) * scale)
 	var w strings.Builder
-	fmt.Fprintf(&w, "Accel %s, time scale %v; %d rounds, every compile once per round, in turn; medians over the rounds. "+
+	fmt.Fprintf(&w, "Accel %s, compile time scale %v; %d rounds, every compile once per round, in turn; medians over the rounds. "+
 		"A hello's compile step in a VM restored from its language's snapshot, as measured in the guest; the compile CPU limit is %v native, %v in the guest.\n\n",
 		r.Accel(), scale, rounds, limit, guestLimit)
 	fmt.Fprintf(&w, "| compile | wall, median | CPU, median | CPU p90 | CPU vs cstdio | CPU of the limit |\n|---|---|---|---|---|---|\n")

@@ -211,7 +211,9 @@ var catalog = []Language{
 		SourceFile: "main.cpp", Extensions: []string{".cpp", ".cc", ".cxx"},
 		Compile: append(append([]string{"g++"}, cppFlags...), "-o", "main", "main.cpp"), ExtraSources: true,
 		Run: []string{"./main"}, VersionCmd: []string{"g++", "--version"},
-		Hello: "#include <iostream>\nint main() { std::cout << \"Hello, World!\" << std::endl; }\n",
+		// The header most of its programs include: the warm-up leaves
+		// its PCH in the snapshot's page cache.
+		Hello: "#include <bits/stdc++.h>\nint main() { std::cout << \"Hello, World!\" << std::endl; }\n",
 	},
 	{
 		ID: "cpp-clang", Judge0ID: 76, Name: "C++ (Clang %s)", ImageOf: "c-clang",

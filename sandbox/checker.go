@@ -96,7 +96,7 @@ func (r *Runner) prepareChecker(p *prepared, c *Checker, job Job, prog languages
 		if err := comp.validate("checker compile"); err != nil {
 			return nil, err
 		}
-		wc.Compile = &protocol.Step{Argv: argv, Limits: comp.wire(r.cfg.TimeScale)}
+		wc.Compile = &protocol.Step{Argv: argv, Limits: comp.wire(r.cfg.CompileTimeScale)}
 		p.guestWall += wc.Compile.Limits.WallTime
 	}
 	return wc, nil

@@ -359,7 +359,7 @@ func TestMergeStderrInterleaves(t *testing.T) {
 func TestCompileStoppedByOurLimit(t *testing.T) {
 	env := vmtest.Require(t)
 	vmtest.RequireImage(t, "python3")
-	r, err := New(Config{CacheDir: env.CacheDir, Kernel: env.Kernel, Agent: env.Agent, TimeScale: 1, Cold: true,
+	r, err := New(Config{CacheDir: env.CacheDir, Kernel: env.Kernel, Agent: env.Agent, TimeScale: 1, CompileTimeScale: 1, Cold: true,
 		CompileLimits: Limits{CPUTime: time.Second},
 		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {

@@ -38,6 +38,14 @@ const MaxStdin = 16 << 20
 // loop in python3 5x), so that "1 s" means about what it means on a KVM host.
 const DefaultTCGTimeScale = 5.0
 
+// DefaultTCGCompileFactor multiplies DefaultTCGTimeScale for compile steps
+// under TCG: a compiler runs far slower there than a python loop does (a
+// g++ hello measured on a shared 2-core host: 0.08 to 0.45 s of CPU
+// natively, 9 to 70 s of guest CPU under TCG, 110x to 150x, against the
+// 5x of a python loop), so with the run's scale a correct C++ program
+// that includes bits/stdc++.h ran out of the compile's 15 s CPU limit.
+const DefaultTCGCompileFactor = 4.0
+
 // hostGrace is how long past the guest's own wall limit the host waits for
 // the agent's answer before it kills the VM. It only has to catch a guest
 // that stopped answering; after a wall limit the agent still kills and
@@ -126,6 +134,8 @@ type Result struct {
 	StderrTruncated bool
 	Accel           vmm.Accel
 	TimeScale       float64
+	// CompileTimeScale is TimeScale's counterpart for compile steps.
+	CompileTimeScale float64
 	// Start says how the VM was started; BootTime is how long that took,
 	// up to the agent being ready (a boot, a restore, or a pool take).
 	Start    StartMode
@@ -162,6 +172,10 @@ type Config struct {
 	// TimeScale multiplies the CPU and wall time limits inside the guest;
 	// 0 means 1 under KVM and DefaultTCGTimeScale under TCG.
 	TimeScale float64
+	// CompileTimeScale multiplies the compile steps' time limits in the
+	// guest; 0 means TimeScale under KVM and TimeScale times
+	// DefaultTCGCompileFactor under TCG.
+	CompileTimeScale float64
 	// CompileLimits are the compile limits of jobs that do not set their
 	// own (Job.CompileLimits); zero fields take DefaultCompileLimits. A
 	// compile stopped by one of their time limits is the server's fault,
@@ -269,6 +283,15 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.TimeScale < 1 {
 		return nil, fmt.Errorf("time scale %v must be at least 1", cfg.TimeScale)
 	}
+	if cfg.CompileTimeScale == 0 {
+		cfg.CompileTimeScale = cfg.TimeScale
+		if accel == vmm.AccelTCG {
+			cfg.CompileTimeScale = cfg.TimeScale * DefaultTCGCompileFactor
+		}
+	}
+	if cfg.CompileTimeScale < 1 {
+		return nil, fmt.Errorf("compile time scale %v must be at least 1", cfg.CompileTimeScale)
+	}
 	r := &Runner{cfg: cfg, kernel: kernel, initramfs: initramfs, accel: accel, log: cfg.Logger, langs: map[string]*langState{},
 		buildSlot: make(chan struct{}, 1)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
@@ -312,6 +335,10 @@ func (r *Runner) Accel() vmm.Accel { return r.accel }
 
 // TimeScale is the factor time limits are multiplied by in the guest.
 func (r *Runner) TimeScale() float64 { return r.cfg.TimeScale }
+
+// CompileTimeScale is the factor compile time limits are multiplied by in
+// the guest.
+func (r *Runner) CompileTimeScale() float64 { return r.cfg.CompileTimeScale }
 
 // prepared is a job checked and turned into what the agent receives.
 type prepared struct {
@@ -405,9 +432,9 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 		if err := comp.validate("compile"); err != nil {
 			return nil, err
 		}
-		p.compile = compileLimits{cpu: comp.CPUTime, wall: comp.WallTime, scale: r.cfg.TimeScale,
+		p.compile = compileLimits{cpu: comp.CPUTime, wall: comp.WallTime, scale: r.cfg.CompileTimeScale,
 			oursCPU: job.CompileLimits.CPUTime == 0, oursWall: job.CompileLimits.WallTime == 0}
-		wire.Compile = &protocol.Step{Argv: compile, Limits: comp.wire(r.cfg.TimeScale)}
+		wire.Compile = &protocol.Step{Argv: compile, Limits: comp.wire(r.cfg.CompileTimeScale)}
 		p.guestWall += wire.Compile.Limits.WallTime
 	}
 	switch {
@@ -483,7 +510,7 @@ func (r *Runner) boot(ctx context.Context, img languages.Image, log *slog.Logger
 // When the guest does not answer within its wall budget plus hostGrace, the
 // job ends as Time Limit Exceeded and the caller must kill the VM.
 func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slog.Logger) (Result, error) {
-	res := Result{Accel: vm.Accel, TimeScale: r.cfg.TimeScale, BootTime: vm.BootTime}
+	res := Result{Accel: vm.Accel, TimeScale: r.cfg.TimeScale, CompileTimeScale: r.cfg.CompileTimeScale, BootTime: vm.BootTime}
 	w := protocol.NewWriter(vm.Agent())
 	if err := w.JSON(protocol.TypeJob, 0, p.wire); err != nil {
 		return Result{}, fmt.Errorf("send job: %w", err)
