@@ -11,7 +11,7 @@ BENCHTIME   ?= 5x
 BURST       ?= 200
 export MICROBOX_CACHE ?= $(HOME)/.cache/microbox
 
-.PHONY: run demo test lint bench kernel images layers agent build deps playground inspector e2b clean help
+.PHONY: run demo test lint bench bench-cpp kernel images layers agent build deps playground inspector e2b clean help
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -35,6 +35,10 @@ lint: ## gofmt, go vet and staticcheck
 bench: deps images ## measure boot and run latency (see benchmarks/README.md)
 	MICROBOX_BENCH_README=1 $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./benchmarks/
 	MICROBOX_BENCH_BURST=$(BURST) $(GO) test -run '^$$' -bench 'BenchmarkAPI/burst' -benchtime 1x -timeout 60m ./benchmarks/
+
+bench-cpp: deps build kernel ## measure C++ compiles by header, with and without the precompiled bits/stdc++.h (one run)
+	$(BIN)/microbox images build cpp
+	MICROBOX_BENCH_ROUNDS=3 $(GO) test -run '^$$' -bench 'BenchmarkCppHeaders' -benchtime 1x -timeout 90m ./benchmarks/
 
 kernel: build ## build the guest kernel (about 5 minutes, then cached)
 	$(BIN)/microbox kernel build

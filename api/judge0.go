@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -295,14 +294,8 @@ func splitArgs(s string) ([]string, error) {
 // sameOutput compares outputs the way Judge0 does: trailing whitespace of
 // each line, and trailing empty lines, do not matter.
 func sameOutput(got []byte, want string) bool {
-	norm := func(b []byte) []byte {
-		lines := bytes.Split(b, []byte("\n"))
-		for i, l := range lines {
-			lines[i] = bytes.TrimRight(l, " \t\r")
-		}
-		return bytes.TrimRight(bytes.Join(lines, []byte("\n")), "\n")
-	}
-	return bytes.Equal(norm(got), norm([]byte(want)))
+	ok, _ := sandbox.Comparison{}.Match(got, []byte(want))
+	return ok
 }
 
 // outcome is what the worker stores for a finished submission.

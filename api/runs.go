@@ -68,6 +68,35 @@ type runRequest struct {
 	// StopOnFailure skips the tests after the first that fails to run
 	// cleanly (a limit, a signal, a non-zero exit; not a wrong answer).
 	StopOnFailure bool `json:"stop_on_failure"`
+	// Comparison says how each test's output is compared with its
+	// expected output; absent: trailing-whitespace.
+	Comparison *comparisonFields `json:"comparison"`
+	// Checker judges each test instead of a comparison.
+	Checker *checkerRequest `json:"checker"`
+	// Interactor runs beside the program in each test and judges it.
+	Interactor *checkerRequest `json:"interactor"`
+}
+
+// checkerRequest is a run's checker as sent: a program in a language of
+// the program's image, its source as source or among files.
+type checkerRequest struct {
+	Language json.RawMessage `json:"language"`
+	Source   *string         `json:"source"`
+	Files    []runFile       `json:"files"`
+	Limits   limitFields     `json:"limits"`
+}
+
+// limitNamesAt names the limits under prefix ("checker.limits.").
+func limitNamesAt(prefix string) limitNames {
+	return limitNames{prefix + "cpu_time", prefix + "cpu_extra_time", prefix + "wall_time",
+		prefix + "memory", prefix + "stack", prefix + "processes", prefix + "file_size"}
+}
+
+// comparisonFields are a request's comparison as sent.
+type comparisonFields struct {
+	Mode string          `json:"mode"`
+	Abs  json.RawMessage `json:"abs"`
+	Rel  json.RawMessage `json:"rel"`
 }
 
 type runFile struct {
@@ -94,6 +123,10 @@ type runRecord struct {
 	Job        sandbox.Job `json:"job"`
 	Expected   []*string   `json:"expected"`  // per test; nil: not compared
 	CPULimit   float64     `json:"cpu_limit"` // seconds, before cpu_extra_time
+	// Job.Checker, if set, judges the tests instead of Comparison.
+	// Comparison compares each test's output with Expected; the zero
+	// value (records from before it) is trailing-whitespace.
+	Comparison sandbox.Comparison `json:"comparison"`
 }
 
 // runOutcome is what the worker stores for a finished run.
@@ -107,6 +140,9 @@ type runOutcome struct {
 	Status        sandbox.Status `json:"status"`
 	Message       string         `json:"message"`
 	CompileOutput []byte         `json:"compile_output"`
+	// CheckerCompileOutput is the compiler's output of the checker, if
+	// it was compiled.
+	CheckerCompileOutput []byte `json:"checker_compile_output,omitempty"`
 	// Compile is how the compile step ended, if there was one.
 	Compile *stepOutcome `json:"compile,omitempty"`
 	// Tests has one entry per test, in order; Status is nil for a test
@@ -128,6 +164,8 @@ type testOutcome struct {
 	Time       float64         `json:"time"`
 	WallTime   float64         `json:"wall_time"`
 	Memory     int64           `json:"memory"`
+	// Score is the points a checker gave the test (exit code 7).
+	Score *float64 `json:"score,omitempty"`
 }
 
 // validateRun turns a request into a run record, or the field errors of a
@@ -199,11 +237,117 @@ func validateRun(r *runRequest, pol policy, built map[string]bool) (*runRecord, 
 		}
 	}
 	rec.Job.StopOnFailure = r.StopOnFailure
+	if r.Comparison != nil {
+		rec.Comparison = r.Comparison.parse(fe)
+	}
+	if r.Checker != nil && r.Interactor != nil {
+		fe.add("interactor", "is not for a run with a checker: give one or the other")
+	}
+	if r.Checker != nil || r.Interactor != nil {
+		if r.Comparison != nil {
+			fe.add("comparison", "is not for a run with a checker or an interactor: it judges each test")
+		}
+		if r.Checker != nil {
+			rec.Job.Checker = r.Checker.parse(fe, "checker", lang, msg == "", pol, built)
+		} else {
+			rec.Job.Interactor = r.Interactor.parse(fe, "interactor", lang, msg == "", pol, built)
+		}
+		// The expected outputs are the checker's answers; they travel
+		// to the VM with the stdin.
+		n := 0
+		for i, want := range rec.Expected {
+			if want != nil && i < len(rec.Job.Tests) {
+				rec.Job.Tests[i].Answer = []byte(*want)
+			}
+			rec.Expected[i] = nil
+		}
+		for _, t := range rec.Job.Tests {
+			n += len(t.Stdin) + len(t.Answer)
+		}
+		if n > sandbox.MaxStdin {
+			fe.add("tests", "have %d bytes of stdin and expected output together, more than %d with a checker", n, sandbox.MaxStdin)
+		}
+	}
 	rec.Job.Limits, rec.CPULimit = r.Limits.parse(fe, runLimitNames)
 	if len(fe) > 0 {
 		return nil, fe
 	}
 	return rec, nil
+}
+
+// parse checks a comparison: a known mode, and tolerances (the float
+// mode's only) of at least 0.
+func (c *comparisonFields) parse(fe fieldErrors) sandbox.Comparison {
+	out := sandbox.Comparison{Mode: c.Mode}
+	switch {
+	case c.Mode == "":
+		fe.add("comparison.mode", "can't be blank: one of %s", strings.Join(sandbox.CompareModes, ", "))
+	case !slices.Contains(sandbox.CompareModes, c.Mode):
+		fe.add("comparison.mode", "%q is not one of %s", c.Mode, strings.Join(sandbox.CompareModes, ", "))
+	}
+	tol := func(field string, raw json.RawMessage) float64 {
+		v, ok, err := number(raw)
+		switch {
+		case err != nil:
+			fe.add(field, "is not a number")
+		case !ok:
+		case c.Mode != sandbox.CompareFloat:
+			fe.add(field, "is a tolerance of the float mode only, not of %q", c.Mode)
+		case v < 0:
+			fe.add(field, "must be greater than or equal to 0")
+		default:
+			return v
+		}
+		return 0
+	}
+	out.Abs, out.Rel = tol("comparison.abs", c.Abs), tol("comparison.rel", c.Rel)
+	return out
+}
+
+// parse checks a run's checker or interactor, at field. prog is the
+// program's language, when known (progOK): the checker must run in its
+// image.
+func (c *checkerRequest) parse(fe fieldErrors, field string, prog language, progOK bool, pol policy, built map[string]bool) *sandbox.Checker {
+	out := &sandbox.Checker{}
+	lang, msg := runLanguage(c.Language, built)
+	switch {
+	case msg != "":
+		fe.add(field+".language", "%s", msg)
+	case lang.multiFile:
+		fe.add(field+".language", "can't be %s: give the checker's language", multiFileName)
+	case progOK && !prog.multiFile && !sandbox.SharesImage(prog.image, lang.image):
+		fe.add(field+".language", "%s does not run in %s's image, where it would run beside each test", lang.image.ID, prog.image.ID)
+	case progOK && prog.multiFile:
+		fe.add(field+".language", "a %s program has no image of its own to run it in", multiFileName)
+	default:
+		out.Language = lang.image.ID
+	}
+	switch {
+	case c.Source != nil && len(c.Files) > 0:
+		fe.add(field+".source", "give the checker as source or as files, not both")
+	case c.Source != nil:
+		if *c.Source == "" {
+			fe.add(field+".source", "can't be blank")
+		}
+		out.Source = []byte(*c.Source)
+	case len(c.Files) == 0:
+		fe.add(field, "needs a source or files")
+	default:
+		job := sandbox.Job{Files: runFilesAt(fe, field+".files", c.Files, pol.maxSource)}
+		for i, f := range job.Files {
+			if f.Name == ".judge" || strings.HasPrefix(f.Name, ".judge/") {
+				fe.add(fmt.Sprintf("%s.files[%d].name", field, i), "%q is where the checker's input, output and answer go", f.Name)
+			}
+		}
+		if out.Language != "" && fe[field+".files"] == nil {
+			if msg := setSource(&job, lang); msg != "" {
+				fe.add(field+".files", "%s", msg)
+			}
+		}
+		out.Source, out.Files, out.Sources = job.Source, job.Files, job.Sources
+	}
+	out.Limits, _ = c.Limits.parse(fe, limitNamesAt(field+".limits."))
+	return out
 }
 
 // runLanguage resolves the language field: a string names a catalog
@@ -229,19 +373,24 @@ func runLanguage(raw json.RawMessage, built map[string]bool) (language, string) 
 
 // runFiles checks and decodes a run's files.
 func runFiles(fe fieldErrors, files []runFile, maxSize int) []protocol.File {
+	return runFilesAt(fe, "files", files, maxSize)
+}
+
+// runFilesAt is runFiles for files at field list ("checker.files").
+func runFilesAt(fe fieldErrors, list string, files []runFile, maxSize int) []protocol.File {
 	switch {
 	case len(files) == 0:
-		fe.add("files", "can't be blank: give at least the program's source file")
+		fe.add(list, "can't be blank: give at least the program's source file")
 		return nil
 	case len(files) > maxRunFiles:
-		fe.add("files", "has %d files, more than %d", len(files), maxRunFiles)
+		fe.add(list, "has %d files, more than %d", len(files), maxRunFiles)
 		return nil
 	}
 	var out []protocol.File
 	seen := map[string]int{}
 	size := 0
 	for i, f := range files {
-		field := fmt.Sprintf("files[%d]", i)
+		field := fmt.Sprintf("%s[%d]", list, i)
 		if msg := checkFileName(f.Name); msg != "" {
 			fe.add(field+".name", "%s", msg)
 			continue
@@ -269,12 +418,12 @@ func runFiles(fe fieldErrors, files []runFile, maxSize int) []protocol.File {
 	for name, i := range seen {
 		for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
 			if j, ok := seen[dir]; ok {
-				fe.add(fmt.Sprintf("files[%d].name", j), "%q is also the folder of files[%d] (%q)", dir, i, name)
+				fe.add(fmt.Sprintf("%s[%d].name", list, j), "%q is also the folder of %s[%d] (%q)", dir, list, i, name)
 			}
 		}
 	}
 	if size > maxSize {
-		fe.add("files", "are %d bytes together, more than %d", size, maxSize)
+		fe.add(list, "are %d bytes together, more than %d", size, maxSize)
 	}
 	return out
 }
@@ -507,6 +656,12 @@ func renderRun(o *runOutcome, queued *runRecord, running, b64 bool) (map[string]
 	if m["compile_output"], err = text("compile_output", o.CompileOutput); err != nil {
 		return nil, err
 	}
+	if o.CheckerCompileOutput != nil {
+		if m["checker_compile_output"], err = text("checker_compile_output", o.CheckerCompileOutput); err != nil {
+			return nil, err
+		}
+	}
+	var score *float64
 	verdicts := map[string]int{}
 	tests := make([]map[string]any, len(o.Tests))
 	for i, t := range o.Tests {
@@ -530,16 +685,30 @@ func renderRun(o *runOutcome, queued *runRecord, running, b64 bool) (map[string]
 		}
 		tm["exit_code"], tm["exit_signal"] = t.ExitCode, t.ExitSignal
 		tm["time"], tm["wall_time"], tm["memory"] = round3(t.Time), round3(t.WallTime), t.Memory
+		if t.Score != nil {
+			tm["score"] = *t.Score
+			score = new(float64)
+		}
 	}
 	ran := 0
 	for _, n := range verdicts {
 		ran += n
 	}
 	m["tests"] = tests
-	m["summary"] = map[string]any{
+	sum := map[string]any{
 		"tests": len(o.Tests), "ran": ran, "skipped": len(o.Tests) - ran,
 		"passed": verdicts[sandbox.StatusAccepted.Description], "verdicts": verdicts,
 	}
+	if score != nil {
+		// The points of the tests a checker gave points.
+		for _, t := range o.Tests {
+			if t.Score != nil {
+				*score += *t.Score
+			}
+		}
+		sum["score"] = *score
+	}
+	m["summary"] = sum
 	return m, nil
 }
 
@@ -585,6 +754,7 @@ func (rec *runRecord) outcome(st sandbox.Status, msg string) runOutcome {
 func (rec *runRecord) judge(res sandbox.Result) runOutcome {
 	o := rec.outcome(res.Status, res.Message)
 	o.CompileOutput, o.Accel = res.CompileOutput, string(res.Accel)
+	o.CheckerCompileOutput = res.CheckerCompileOutput
 	o.Compile = compileOutcome(res)
 	if len(res.Tests) == 0 {
 		// A compile error, or a VM stopped by the host: no test ran.
@@ -592,9 +762,17 @@ func (rec *runRecord) judge(res sandbox.Result) runOutcome {
 	}
 	o.Status, o.Message = sandbox.StatusAccepted, ""
 	for i, t := range res.Tests {
-		st, msg := judge(t.Status, t.Message, t.CPUTime.Seconds(), rec.CPULimit, t.Stdout, rec.Expected[i])
+		st, msg := judge(t.Status, t.Message, t.CPUTime.Seconds(), rec.CPULimit, t.Stdout, rec.Expected[i], rec.Comparison)
+		if t.Check != nil && t.CPUTime.Seconds() > rec.CPULimit {
+			// Past cpu_time in its extra time: the checker's verdict
+			// does not matter.
+			st, msg = sandbox.StatusTimeLimit, "CPU time limit exceeded"
+		}
 		to := &o.Tests[i]
 		to.Status, to.Message = &st, msg
+		if st == sandbox.StatusAccepted {
+			to.Score = t.Score
+		}
 		to.Stdout, to.Stderr = t.Stdout, t.Stderr
 		if t.Signal != 0 {
 			sig := t.Signal

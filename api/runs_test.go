@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"microbox/internal/vmtest"
 	"microbox/queue"
@@ -153,7 +154,7 @@ func TestRunBadInput(t *testing.T) {
 		{"bad base64 stdin", `{` + ok + `,"tests":[{"stdin":"@@","base64":true}]}`, 422, "tests[0].stdin"},
 		{"bad base64 expected", `{` + ok + `,"tests":[{"stdin":"","expected_output":"@@","base64":true}]}`, 422, "tests[0].expected_output"},
 		{"no language", `{"files":[{"name":"main.py","content":"1"}],` + test + `}`, 422, "language"},
-		{"unknown language", `{"language":"cobol","files":[{"name":"main.py","content":"1"}],` + test + `}`, 422, "language"},
+		{"unknown language", `{"language":"klingon","files":[{"name":"main.py","content":"1"}],` + test + `}`, 422, "language"},
 		{"unknown language id", `{"language":12345,"files":[{"name":"main.py","content":"1"}],` + test + `}`, 422, "language"},
 		{"no files", `{"language":"python3",` + test + `}`, 422, "files"},
 		{"no source file", `{"language":"python3","files":[{"name":"other.py","content":"1"}],` + test + `}`, 422, "files"},
@@ -173,6 +174,25 @@ func TestRunBadInput(t *testing.T) {
 		{"NUL in an argument", `{` + ok + `,` + test + `,"args":["a\u0000b"]}`, 422, "args[0]"},
 		{"limit over its maximum", `{` + ok + `,` + test + `,"limits":{"cpu_time":100}}`, 422, "limits.cpu_time"},
 		{"negative limit", `{` + ok + `,` + test + `,"limits":{"memory":-1}}`, 422, "limits.memory"},
+		{"comparison not an object", `{` + ok + `,` + test + `,"comparison":"float"}`, 422, "comparison"},
+		{"comparison without mode", `{` + ok + `,` + test + `,"comparison":{}}`, 422, "comparison.mode"},
+		{"unknown comparison mode", `{` + ok + `,` + test + `,"comparison":{"mode":"fuzzy"}}`, 422, "comparison.mode"},
+		{"unknown comparison field", `{` + ok + `,` + test + `,"comparison":{"mode":"float","eps":1}}`, 422, "eps"},
+		{"negative tolerance", `{` + ok + `,` + test + `,"comparison":{"mode":"float","abs":-1}}`, 422, "comparison.abs"},
+		{"tolerance not a number", `{` + ok + `,` + test + `,"comparison":{"mode":"float","rel":"x"}}`, 422, "comparison.rel"},
+		{"tolerance outside float mode", `{` + ok + `,` + test + `,"comparison":{"mode":"tokens","abs":0.1}}`, 422, "comparison.abs"},
+		{"checker without language", `{` + ok + `,` + test + `,"checker":{"source":"print(1)"}}`, 422, "checker.language"},
+		{"checker in another image", `{` + ok + `,` + test + `,"checker":{"language":"cpp","source":"int main(){}"}}`, 422, "checker.language"},
+		{"checker without source", `{` + ok + `,` + test + `,"checker":{"language":"python3"}}`, 422, "checker"},
+		{"checker source and files", `{` + ok + `,` + test + `,"checker":{"language":"python3","source":"1","files":[{"name":"main.py","content":"1"}]}}`, 422, "checker.source"},
+		{"checker files without its source file", `{` + ok + `,` + test + `,"checker":{"language":"python3","files":[{"name":"other.py","content":"1"}]}}`, 422, "checker.files"},
+		{"checker file in .judge", `{` + ok + `,` + test + `,"checker":{"language":"python3","files":[{"name":"main.py","content":"1"},{"name":".judge/answer","content":"1"}]}}`, 422, "checker.files[1].name"},
+		{"checker file leaves", `{` + ok + `,` + test + `,"checker":{"language":"python3","files":[{"name":"../x","content":"1"}]}}`, 422, "checker.files[0].name"},
+		{"checker limit", `{` + ok + `,` + test + `,"checker":{"language":"python3","source":"1","limits":{"memory":-5}}}`, 422, "checker.limits.memory"},
+		{"checker and comparison", `{` + ok + `,` + test + `,"comparison":{"mode":"exact"},"checker":{"language":"python3","source":"1"}}`, 422, "comparison"},
+		{"checker and interactor", `{` + ok + `,` + test + `,"checker":{"language":"python3","source":"1"},"interactor":{"language":"python3","source":"1"}}`, 422, "interactor"},
+		{"interactor in another image", `{` + ok + `,` + test + `,"interactor":{"language":"c","source":"int main(void){}"}}`, 422, "interactor.language"},
+		{"interactor limit", `{` + ok + `,` + test + `,"interactor":{"language":"python3","source":"1","limits":{"wall_time":0}}}`, 422, "interactor.limits.wall_time"},
 		{"multi-file without run script", `{"language":"multi-file","files":[{"name":"main.c","content":"1"}],` + test + `}`, 422, "files"},
 	}
 	refused := 0
@@ -223,5 +243,229 @@ func TestRunQueued(t *testing.T) {
 	}
 	if code, _, _ := s.call(t, "GET", "/submissions/"+id, ""); code != 404 {
 		t.Fatalf("a queued run read as a submission: %d", code)
+	}
+}
+
+// A run in float mode: answers within the tolerance are Accepted, one
+// beyond it is a Wrong Answer whose message says which token; a word among
+// the numbers must match exactly.
+func TestRunFloatComparison(t *testing.T) {
+	s := startService(t, queue.Config{}, 1)
+	body := `{"language":"python3","files":[{"name":"main.py","content":"n = int(input())\nprint('x', 1 / n)\n"}],
+	  "comparison":{"mode":"float","abs":1e-4},
+	  "tests":[{"stdin":"3","expected_output":"x\n0.33335"},{"stdin":"3","expected_output":"x 0.3335"},{"stdin":"4","expected_output":"y 0.25"}]}`
+	code, m, _ := s.call(t, "POST", "/v1/runs?wait=true", body)
+	if code != http.StatusCreated || m["summary"] == nil {
+		t.Fatalf("POST /v1/runs?wait=true: %d %v", code, m)
+	}
+	tests := runTests(t, m)
+	want := []struct {
+		status int
+		msg    string
+	}{{3, ""}, {4, `token 2: got "0.3333333333333333", expected "0.3335"`}, {4, `token 1: got "x", expected "y"`}}
+	if len(tests) != len(want) {
+		t.Fatalf("%d tests came out: %v", len(tests), m)
+	}
+	for i, w := range want {
+		if got, msg := statusID(tests[i]), tests[i]["message"]; got != w.status || (w.msg != "" && msg != w.msg) || (w.msg == "" && msg != nil) {
+			t.Errorf("test %d: status %d message %v, want %d %q", i, got, msg, w.status, w.msg)
+		}
+	}
+}
+
+// A float problem judged by a checker (in the program's language), which
+// sees input, output and answer and never runs after a failed run: AC
+// within its tolerance, WA beyond it with its message, points with a score,
+// a crashing checker an Internal Error (not a WA), the program's own crash
+// its own verdict.
+func TestRunChecker(t *testing.T) {
+	s := startService(t, queue.Config{}, 1)
+	checker := `import os, sys
+inp, out, ans = (open(p).read().split() for p in sys.argv[1:4])
+if inp[-1] == "crash":
+    os.abort()
+got, want = float(out[0]), float(ans[0])
+if inp[-1] == "points":
+    print(round(1 - abs(got - want), 6))
+    sys.stderr.write("partial: %s for %s\n" % (out[0], ans[0]))
+    sys.exit(7)
+if abs(got - want) > 1e-6:
+    sys.stderr.write("wrong answer: expected %s, found %s\n" % (ans[0], out[0]))
+    sys.exit(1)
+sys.stderr.write("ok, found %s\n" % out[0])
+`
+	req := map[string]any{"language": "python3",
+		"files":   []map[string]any{{"name": "main.py", "content": "n = int(input().split()[0])\nprint(1 / n)\n"}},
+		"checker": map[string]any{"language": "python3", "files": []map[string]any{{"name": "main.py", "content": checker}}},
+		"tests": []map[string]any{{"stdin": "3", "expected_output": "0.3333334"}, {"stdin": "3", "expected_output": "0.34"},
+			{"stdin": "4 points", "expected_output": "0.5"}, {"stdin": "5 crash", "expected_output": "0.2"}, {"stdin": "0", "expected_output": "0"}}}
+	body, _ := json.Marshal(req)
+	code, m, _ := s.call(t, "POST", "/v1/runs?wait=true", string(body))
+	if code != http.StatusCreated || m["summary"] == nil {
+		t.Fatalf("POST /v1/runs?wait=true: %d %v", code, m)
+	}
+	want := []struct {
+		status int
+		msg    string
+	}{{3, "ok, found 0.3333333333333333"}, {4, "wrong answer: expected 0.34, found 0.3333333333333333"},
+		{3, "partial: 0.25 for 0.5"}, {13, "checker: killed by SIGABRT (6)"}, {11, "exited with code 1"}}
+	tests := runTests(t, m)
+	if len(tests) != len(want) {
+		t.Fatalf("%d tests came out: %v", len(tests), m)
+	}
+	for i, w := range want {
+		if got := statusID(tests[i]); got != w.status || tests[i]["message"] != w.msg {
+			t.Errorf("test %d: status %d message %q, want %d %q", i, got, tests[i]["message"], w.status, w.msg)
+		}
+	}
+	if tests[2]["score"] != 0.75 || summary(m)["score"] != 0.75 || tests[0]["score"] != nil {
+		t.Errorf("scores: test 2 %v (want 0.75), summary %v, test 0 %v", tests[2]["score"], summary(m)["score"], tests[0]["score"])
+	}
+
+	// A checker that does not compile fails the run, not the program.
+	req["language"], req["files"] = "c", []map[string]any{{"name": "main.c", "content": "int main(void) { return 0; }"}}
+	req["checker"] = map[string]any{"language": "c", "source": "int main(void) { return nope; }"}
+	body, _ = json.Marshal(req)
+	if testing.Short() {
+		return
+	}
+	_, m, _ = s.call(t, "POST", "/v1/runs?wait=true", string(body))
+	if statusID(m) != 13 || !strings.Contains(fmt.Sprint(m["checker_compile_output"]), "nope") || m["compile_output"] != nil {
+		t.Fatalf("a checker that does not compile: %v", m)
+	}
+}
+
+// A correct solution that includes bits/stdc++.h, the usual first line of
+// a competitive program, submitted five times, two at a time: all
+// Accepted, none a Compilation Error or Time Limit Exceeded because of the
+// time scale (the image's precompiled header makes its compile a cstdio
+// hello's).
+func TestRunBitsStdcppTwoAtATime(t *testing.T) {
+	if testing.Short() {
+		t.Skip("five C++ compiles under TCG: not in -short")
+	}
+	vmtest.RequireImage(t, "cpp")
+	s := startService(t, queue.Config{}, 2)
+	src := `#include <bits/stdc++.h>
+using namespace std;
+int main() {
+    int n; cin >> n;
+    vector<long long> v(n);
+    for (auto &x : v) cin >> x;
+    sort(v.begin(), v.end());
+    map<long long, int> seen;
+    for (auto x : v) seen[x]++;
+    cout << accumulate(v.begin(), v.end(), 0LL) << ' ' << v.front() << ' ' << v.back() << ' ' << seen.size() << '\n';
+}
+`
+	body, _ := json.Marshal(map[string]any{"language": "cpp", "files": []map[string]any{{"name": "main.cpp", "content": src}},
+		"tests": []map[string]any{{"stdin": "5\n3 1 4 1 5\n", "expected_output": "14 1 5 4"}, {"stdin": "1\n-7\n", "expected_output": "-7 -7 -7 1"}}})
+	type answer struct {
+		code int
+		m    map[string]any
+		err  error
+	}
+	answers := make(chan answer, 5)
+	for range 5 {
+		go func() {
+			resp, err := http.Post(s.url+"/v1/runs?wait=true", "application/json", strings.NewReader(string(body)))
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			var m map[string]any
+			err = json.NewDecoder(resp.Body).Decode(&m)
+			// Not done within the API's wait: poll until it is.
+			for err == nil && (m["status"] == nil || statusID(m) == 1 || statusID(m) == 2) {
+				time.Sleep(time.Second)
+				var r *http.Response
+				if r, err = http.Get(s.url + "/v1/runs/" + fmt.Sprint(m["id"])); err == nil {
+					m = nil
+					err = json.NewDecoder(r.Body).Decode(&m)
+					r.Body.Close()
+				}
+			}
+			answers <- answer{resp.StatusCode, m, err}
+		}()
+	}
+	for i := range 5 {
+		a := <-answers
+		if a.err != nil || a.code != http.StatusCreated || statusID(a.m) != 3 {
+			t.Errorf("run %d: %d %v %v (compile: %v)", i, a.code, a.err, a.m["status"], a.m["message"])
+			continue
+		}
+		t.Logf("run %d: Accepted, %v", i, a.m["summary"])
+	}
+}
+
+// An interactive guessing game: the interactor (given the secret in its
+// input file) answers the program's queries. A program that guesses right
+// is Accepted, one that cheats a Wrong Answer with the interactor's
+// message; an interactor that never answers leaves the program waiting
+// until its wall limit (Time Limit Exceeded) and is killed at its own.
+func TestRunInteractor(t *testing.T) {
+	s := startService(t, queue.Config{}, 1)
+	interactor := `import sys, time
+secret, mode = open(sys.argv[1]).read().split()
+secret = int(secret)
+if mode == "hang":
+    time.sleep(1000)
+print(0 if mode == "cheat" else 100, flush=True)
+for queries in range(1, 8):
+    kind, x = input().split()
+    x = int(x)
+    if kind == "!":
+        if x != secret:
+            sys.stderr.write("wrong answer: %d, the secret was %d\n" % (x, secret))
+            sys.exit(1)
+        sys.stderr.write("ok, found in %d queries\n" % queries)
+        sys.exit(0)
+    print("<" if secret < x else ">" if secret > x else "=", flush=True)
+sys.stderr.write("wrong answer: too many queries\n")
+sys.exit(1)
+`
+	program := `n = int(input())
+if n == 0:
+    print("! 1", flush=True)
+    raise SystemExit
+lo, hi = 1, n
+while True:
+    mid = (lo + hi) // 2
+    print("?", mid, flush=True)
+    r = input()
+    if r == "=":
+        print("!", mid, flush=True)
+        break
+    if r == "<":
+        hi = mid - 1
+    else:
+        lo = mid + 1
+`
+	req := map[string]any{"language": "python3",
+		"files":      []map[string]any{{"name": "main.py", "content": program}},
+		"limits":     map[string]any{"wall_time": 2},
+		"interactor": map[string]any{"language": "python3", "source": interactor, "limits": map[string]any{"wall_time": 3}},
+		"tests":      []map[string]any{{"stdin": "37 play"}, {"stdin": "37 cheat"}, {"stdin": "37 hang"}}}
+	body, _ := json.Marshal(req)
+	code, m, _ := s.call(t, "POST", "/v1/runs?wait=true", string(body))
+	if code != http.StatusCreated || m["summary"] == nil {
+		t.Fatalf("POST /v1/runs?wait=true: %d %v", code, m)
+	}
+	want := []struct {
+		status int
+		msg    string
+	}{{3, "ok, found in 4 queries"}, {4, "wrong answer: 1, the secret was 37"}, {5, "wall time limit exceeded"}}
+	tests := runTests(t, m)
+	if len(tests) != len(want) {
+		t.Fatalf("%d tests came out: %v", len(tests), m)
+	}
+	for i, w := range want {
+		if got := statusID(tests[i]); got != w.status || tests[i]["message"] != w.msg {
+			t.Errorf("test %d: status %d message %q, want %d %q (stdout %q)", i, got, tests[i]["message"], w.status, w.msg, tests[i]["stdout"])
+		}
+	}
+	if out := fmt.Sprint(tests[0]["stdout"]); !strings.HasSuffix(out, "! 37\n") {
+		t.Errorf("the program's side of the game: %q", out)
 	}
 }

@@ -24,7 +24,10 @@ func compileOutcome(res sandbox.Result) *stepOutcome {
 	if c == nil {
 		return nil
 	}
-	scale := res.TimeScale
+	scale := res.CompileTimeScale
+	if scale <= 0 {
+		scale = res.TimeScale
+	}
 	if scale <= 0 {
 		scale = 1
 	}

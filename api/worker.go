@@ -133,7 +133,7 @@ func encodeOutcome(sub *submission, res sandbox.Result) []byte {
 		code := res.ExitCode
 		o.ExitCode = &code
 	}
-	o.Status, o.Message = judge(o.Status, o.Message, o.Time, sub.CPULimit, o.Stdout, sub.ExpectedOutput)
+	o.Status, o.Message = judge(o.Status, o.Message, o.Time, sub.CPULimit, o.Stdout, sub.ExpectedOutput, sandbox.Comparison{})
 	b, _ := json.Marshal(o)
 	return b
 }
@@ -141,15 +141,17 @@ func encodeOutcome(sub *submission, res sandbox.Result) []byte {
 // judge adds to a run's verdict what only the API knows: cpu_extra_time
 // lets a program run past cpu_time_limit before it is killed, but past the
 // limit it is still a Time Limit Exceeded (Judge0); output that differs
-// from the expected output is a Wrong Answer.
-func judge(st sandbox.Status, msg string, cpu, cpuLimit float64, stdout []byte, expected *string) (sandbox.Status, string) {
+// from the expected output (compared as cmp says) is a Wrong Answer.
+func judge(st sandbox.Status, msg string, cpu, cpuLimit float64, stdout []byte, expected *string, cmp sandbox.Comparison) (sandbox.Status, string) {
 	switch {
 	case st != sandbox.StatusAccepted:
 		return st, msg
 	case cpu > cpuLimit:
 		return sandbox.StatusTimeLimit, "CPU time limit exceeded"
-	case expected != nil && !sameOutput(stdout, *expected):
-		return sandbox.StatusWrongAnswer, ""
+	case expected != nil:
+		if ok, why := cmp.Match(stdout, []byte(*expected)); !ok {
+			return sandbox.StatusWrongAnswer, why
+		}
 	}
 	return st, msg
 }
@@ -172,7 +174,7 @@ func (sub *submission) foldRuns(res sandbox.Result) sandbox.Result {
 		if sub.RedirectStderr {
 			out = append(append([]byte{}, t.Stdout...), t.Stderr...)
 		}
-		res.Status, res.Message = judge(t.Status, t.Message, t.CPUTime.Seconds(), sub.CPULimit, out, sub.ExpectedOutput)
+		res.Status, res.Message = judge(t.Status, t.Message, t.CPUTime.Seconds(), sub.CPULimit, out, sub.ExpectedOutput, sandbox.Comparison{})
 		if res.Status != sandbox.StatusAccepted {
 			break
 		}

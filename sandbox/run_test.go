@@ -352,3 +352,46 @@ func TestMergeStderrInterleaves(t *testing.T) {
 		t.Fatalf("stdout %q, stderr %q", res.Stdout, res.Stderr)
 	}
 }
+
+// A compile stopped by the server's own compile time limit is an Internal
+// Error that says so, not a Compilation Error, and keeps what the compiler
+// printed; the same compile under a limit the job set is the job's.
+func TestCompileStoppedByOurLimit(t *testing.T) {
+	env := vmtest.Require(t)
+	vmtest.RequireImage(t, "python3")
+	r, err := New(Config{CacheDir: env.CacheDir, Kernel: env.Kernel, Agent: env.Agent, TimeScale: 1, CompileTimeScale: 1, Cold: true,
+		CompileLimits: Limits{CPUTime: time.Second},
+		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	job := Job{Language: "python3", Command: []string{"true"},
+		CompileCommand: []string{"sh", "-c", "echo compiling main.cpp >&2; while :; do :; done"}}
+	for _, tt := range []struct {
+		name   string
+		limits Limits
+		want   Status
+		msg    string
+	}{
+		{"our limit", Limits{}, StatusInternalError, "the server's compile CPU time limit (1s)"},
+		{"the job's limit", Limits{CPUTime: time.Second}, StatusCompilationErr, "compilation stopped at its cpu limit"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			job.CompileLimits = tt.limits
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			res, err := r.Run(ctx, job)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantStatus(t, res, tt.want)
+			if !strings.Contains(res.Message, tt.msg) || res.Compile == nil || res.Compile.Limit != protocol.LimitCPU {
+				t.Fatalf("message %q, compile %+v: want the cpu limit and %q", res.Message, res.Compile, tt.msg)
+			}
+			if string(res.CompileOutput) != "compiling main.cpp\n" {
+				t.Fatalf("compile output %q: what the compiler printed before it was stopped is lost", res.CompileOutput)
+			}
+		})
+	}
+}

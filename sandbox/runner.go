@@ -38,6 +38,14 @@ const MaxStdin = 16 << 20
 // loop in python3 5x), so that "1 s" means about what it means on a KVM host.
 const DefaultTCGTimeScale = 5.0
 
+// DefaultTCGCompileFactor multiplies DefaultTCGTimeScale for compile steps
+// under TCG: a compiler runs far slower there than a python loop does (a
+// g++ hello measured on a shared 2-core host: 0.08 to 0.45 s of CPU
+// natively, 9 to 70 s of guest CPU under TCG, 110x to 150x, against the
+// 5x of a python loop), so with the run's scale a correct C++ program
+// that includes bits/stdc++.h ran out of the compile's 15 s CPU limit.
+const DefaultTCGCompileFactor = 4.0
+
 // hostGrace is how long past the guest's own wall limit the host waits for
 // the agent's answer before it kills the VM. It only has to catch a guest
 // that stopped answering; after a wall limit the agent still kills and
@@ -96,6 +104,14 @@ type Job struct {
 	// MergeStderr sends the program's stderr into its stdout (2>&1),
 	// interleaved as written (Judge0's redirect_stderr_to_stdout).
 	MergeStderr bool
+	// Checker, with Tests, judges each test whose run ended cleanly,
+	// given the test's Answer; nil: no checker (the caller compares).
+	Checker *Checker
+	// Interactor, with Tests and without Checker, runs beside the program
+	// in each test, their stdin and stdout crossed, given the test's
+	// Stdin as its input file and Answer; its verdict decides a test
+	// whose run ended cleanly (or by SIGPIPE, when it had quit).
+	Interactor *Checker
 }
 
 // Result is what came of a job.
@@ -118,6 +134,8 @@ type Result struct {
 	StderrTruncated bool
 	Accel           vmm.Accel
 	TimeScale       float64
+	// CompileTimeScale is TimeScale's counterpart for compile steps.
+	CompileTimeScale float64
 	// Start says how the VM was started; BootTime is how long that took,
 	// up to the agent being ready (a boot, a restore, or a pool take).
 	Start    StartMode
@@ -130,6 +148,10 @@ type Result struct {
 	// WallTime add up the tests', Memory is their peak, and the other run
 	// fields are zero.
 	Tests []TestResult
+	// CheckerCompile and CheckerCompileOutput are the checker's compile
+	// step, if it has one.
+	CheckerCompile       *protocol.StepResult
+	CheckerCompileOutput []byte
 }
 
 // Config configures a Runner.
@@ -150,6 +172,15 @@ type Config struct {
 	// TimeScale multiplies the CPU and wall time limits inside the guest;
 	// 0 means 1 under KVM and DefaultTCGTimeScale under TCG.
 	TimeScale float64
+	// CompileTimeScale multiplies the compile steps' time limits in the
+	// guest; 0 means TimeScale under KVM and TimeScale times
+	// DefaultTCGCompileFactor under TCG.
+	CompileTimeScale float64
+	// CompileLimits are the compile limits of jobs that do not set their
+	// own (Job.CompileLimits); zero fields take DefaultCompileLimits. A
+	// compile stopped by one of their time limits is the server's fault,
+	// not the program's: Internal Error, not Compilation Error.
+	CompileLimits Limits
 	// MaxSource bounds a job's source and files together; 0 means
 	// DefaultMaxSource.
 	MaxSource int
@@ -252,6 +283,15 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.TimeScale < 1 {
 		return nil, fmt.Errorf("time scale %v must be at least 1", cfg.TimeScale)
 	}
+	if cfg.CompileTimeScale == 0 {
+		cfg.CompileTimeScale = cfg.TimeScale
+		if accel == vmm.AccelTCG {
+			cfg.CompileTimeScale = cfg.TimeScale * DefaultTCGCompileFactor
+		}
+	}
+	if cfg.CompileTimeScale < 1 {
+		return nil, fmt.Errorf("compile time scale %v must be at least 1", cfg.CompileTimeScale)
+	}
 	r := &Runner{cfg: cfg, kernel: kernel, initramfs: initramfs, accel: accel, log: cfg.Logger, langs: map[string]*langState{},
 		buildSlot: make(chan struct{}, 1)}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
@@ -285,11 +325,20 @@ func New(cfg Config) (*Runner, error) {
 	return r, nil
 }
 
+// compileDefaults are the compile limits of a job that sets none.
+func (r *Runner) compileDefaults() Limits {
+	return r.cfg.CompileLimits.withDefaults(DefaultCompileLimits())
+}
+
 // Accel is the accelerator the runner's VMs use.
 func (r *Runner) Accel() vmm.Accel { return r.accel }
 
 // TimeScale is the factor time limits are multiplied by in the guest.
 func (r *Runner) TimeScale() float64 { return r.cfg.TimeScale }
+
+// CompileTimeScale is the factor compile time limits are multiplied by in
+// the guest.
+func (r *Runner) CompileTimeScale() float64 { return r.cfg.CompileTimeScale }
 
 // prepared is a job checked and turned into what the agent receives.
 type prepared struct {
@@ -298,6 +347,8 @@ type prepared struct {
 	image languages.Image
 	// deadline budget inside the guest: compile wall + run wall.
 	guestWall time.Duration
+	// compile has the compile step's time limits, and which are ours.
+	compile compileLimits
 }
 
 func (r *Runner) prepare(job Job) (*prepared, error) {
@@ -318,7 +369,15 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 	}
 	stdin := len(job.Stdin)
 	for _, t := range job.Tests {
-		stdin += len(t.Stdin)
+		stdin += len(t.Stdin) + len(t.Answer)
+	}
+	for _, c := range []*Checker{job.Checker, job.Interactor} {
+		if c != nil {
+			for _, f := range c.Files {
+				size += len(f.Data)
+			}
+			size += len(c.Source)
+		}
 	}
 	switch {
 	case len(job.Command) == 0 && len(job.Source) == 0:
@@ -369,12 +428,26 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 		p.guestWall = time.Duration(n) * (p.guestWall + time.Duration(float64(testOverhead)*r.cfg.TimeScale))
 	}
 	if len(compile) > 0 {
-		comp := job.CompileLimits.withDefaults(DefaultCompileLimits())
+		comp := job.CompileLimits.withDefaults(r.compileDefaults())
 		if err := comp.validate("compile"); err != nil {
 			return nil, err
 		}
-		wire.Compile = &protocol.Step{Argv: compile, Limits: comp.wire(r.cfg.TimeScale)}
+		p.compile = compileLimits{cpu: comp.CPUTime, wall: comp.WallTime, scale: r.cfg.CompileTimeScale,
+			oursCPU: job.CompileLimits.CPUTime == 0, oursWall: job.CompileLimits.WallTime == 0}
+		wire.Compile = &protocol.Step{Argv: compile, Limits: comp.wire(r.cfg.CompileTimeScale)}
 		p.guestWall += wire.Compile.Limits.WallTime
+	}
+	switch {
+	case job.Checker != nil && job.Interactor != nil:
+		return nil, fmt.Errorf("%w: a job has a checker or an interactor, not both", ErrBadJob)
+	case job.Checker != nil:
+		if wire.Checker, err = r.prepareChecker(p, job.Checker, job, lang); err != nil {
+			return nil, err
+		}
+	case job.Interactor != nil:
+		if wire.Interactor, err = r.prepareChecker(p, job.Interactor, job, lang); err != nil {
+			return nil, err
+		}
 	}
 	p.wire = wire
 	return p, nil
@@ -437,7 +510,7 @@ func (r *Runner) boot(ctx context.Context, img languages.Image, log *slog.Logger
 // When the guest does not answer within its wall budget plus hostGrace, the
 // job ends as Time Limit Exceeded and the caller must kill the VM.
 func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slog.Logger) (Result, error) {
-	res := Result{Accel: vm.Accel, TimeScale: r.cfg.TimeScale, BootTime: vm.BootTime}
+	res := Result{Accel: vm.Accel, TimeScale: r.cfg.TimeScale, CompileTimeScale: r.cfg.CompileTimeScale, BootTime: vm.BootTime}
 	w := protocol.NewWriter(vm.Agent())
 	if err := w.JSON(protocol.TypeJob, 0, p.wire); err != nil {
 		return Result{}, fmt.Errorf("send job: %w", err)
@@ -488,11 +561,11 @@ func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slo
 				return Result{}, fmt.Errorf("decode result: %w", err)
 			}
 			if len(p.wire.Tests) > 0 {
-				if err := res.fillTests(&ar); err != nil {
+				if err := res.fillTests(&ar, p.compile, p.wire.Checker != nil || p.wire.Interactor != nil); err != nil {
 					return Result{}, err
 				}
 			} else {
-				res.fill(&ar)
+				res.fill(&ar, p.compile)
 			}
 			log.Debug("job done", "status", res.Status.Description, "wall", res.WallTime)
 			return res, nil
@@ -502,8 +575,8 @@ func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slo
 	}
 }
 
-func (res *Result) fill(ar *protocol.Result) {
-	res.Status, res.Message = verdict(ar)
+func (res *Result) fill(ar *protocol.Result, ours compileLimits) {
+	res.Status, res.Message = verdict(ar, ours)
 	res.Compile, res.CompileOutput = ar.Compile, ar.CompileOutput
 	if r := ar.Run; r != nil {
 		res.ExitCode, res.Signal = r.ExitCode, r.Signal

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"fmt"
 	"syscall"
+	"time"
 
 	"microbox/sandbox/protocol"
 )
@@ -47,9 +48,9 @@ func Statuses() []Status {
 // verdict decides the status of a finished job and a message explaining it.
 // A limit comes first: the agent kills a step that hits one, so the signal
 // that follows is a consequence, not the cause.
-func verdict(res *protocol.Result) (Status, string) {
-	if msg := compileFailure(res.Compile); msg != "" {
-		return StatusCompilationErr, msg
+func verdict(res *protocol.Result, ours compileLimits) (Status, string) {
+	if st, msg := compileFailure(res.Compile, ours); msg != "" {
+		return st, msg
 	}
 	if res.Run == nil {
 		return StatusInternalError, "the agent returned no run result"
@@ -57,22 +58,45 @@ func verdict(res *protocol.Result) (Status, string) {
 	return runVerdict(res.Run)
 }
 
-// compileFailure says why a compile step failed; "" when it did not (or
-// there was none).
-func compileFailure(c *protocol.StepResult) string {
+// compileLimits are the time limits of a compile step, and whether each is
+// ours (the operator's, not the job's).
+type compileLimits struct {
+	cpu, wall         time.Duration // native-equivalent
+	scale             float64
+	oursCPU, oursWall bool
+}
+
+// compileFailure says why a compile step failed and with which status; ""
+// when it did not (or there was none). A compile that ran out of a time
+// limit of ours is not the program's fault as far as we know (a slow host,
+// an accel slower than the time scale allows for): Internal Error, not
+// Compilation Error, and the message says which limit it was.
+func compileFailure(c *protocol.StepResult, ours compileLimits) (Status, string) {
 	switch {
 	case c == nil:
-		return ""
+		return Status{}, ""
 	case c.ExecError != "":
-		return "compiler could not start: " + c.ExecError
+		return StatusCompilationErr, "compiler could not start: " + c.ExecError
+	case c.Limit == protocol.LimitCPU && ours.oursCPU:
+		return StatusInternalError, ours.message("CPU", ours.cpu)
+	case c.Limit == protocol.LimitWall && ours.oursWall:
+		return StatusInternalError, ours.message("wall", ours.wall)
 	case c.Limit != protocol.LimitNone:
-		return fmt.Sprintf("compilation stopped at its %s limit", c.Limit)
+		return StatusCompilationErr, fmt.Sprintf("compilation stopped at its %s limit", c.Limit)
 	case c.Signal != 0:
-		return fmt.Sprintf("compiler killed by %s", signalName(c.Signal))
+		return StatusCompilationErr, fmt.Sprintf("compiler killed by %s", signalName(c.Signal))
 	case c.ExitCode != 0:
-		return fmt.Sprintf("compiler exited with code %d", c.ExitCode)
+		return StatusCompilationErr, fmt.Sprintf("compiler exited with code %d", c.ExitCode)
 	}
-	return ""
+	return Status{}, ""
+}
+
+func (l compileLimits) message(what string, limit time.Duration) string {
+	msg := fmt.Sprintf("the compiler ran out of the server's compile %s time limit (%v", what, limit)
+	if l.scale != 1 {
+		msg += fmt.Sprintf(", %v in the guest at time scale %v", time.Duration(float64(limit)*l.scale), l.scale)
+	}
+	return msg + "): a limit of this server, not an error found in the source; compile_output has what the compiler printed"
 }
 
 // runVerdict decides the status of a run step.

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"encoding/json"
 	"fmt"
+	"syscall"
 	"time"
 
 	"microbox/sandbox/protocol"
@@ -23,6 +24,11 @@ type TestResult struct {
 	Limit                           protocol.Limit // the limit that stopped the program, if any
 	StdoutTruncated                 bool
 	StderrTruncated                 bool
+	// Check is the checker's run after this test: nil without a checker,
+	// or when the test's run did not end cleanly. Status and Message are
+	// then the checker's verdict, and Score its points (exit code 7).
+	Check *protocol.Check
+	Score *float64
 }
 
 // output takes a Stdout or Stderr frame: it belongs to the test under way
@@ -54,10 +60,15 @@ func (res *Result) startTest(p []byte, tests int) error {
 
 // fillTests completes a multi-test job's result from the agent's: each
 // started test gets its measurements and verdict.
-func (res *Result) fillTests(ar *protocol.Result) error {
+func (res *Result) fillTests(ar *protocol.Result, ours compileLimits, checker bool) error {
 	res.Compile, res.CompileOutput = ar.Compile, ar.CompileOutput
-	if msg := compileFailure(ar.Compile); msg != "" {
-		res.Status, res.Message = StatusCompilationErr, msg
+	res.CheckerCompile, res.CheckerCompileOutput = ar.CheckerCompile, ar.CheckerCompileOutput
+	if msg := checkerCompileFailure(ar.CheckerCompile); msg != "" {
+		res.Status, res.Message = StatusInternalError, msg
+		return nil
+	}
+	if st, msg := compileFailure(ar.Compile, ours); msg != "" {
+		res.Status, res.Message = st, msg
 		res.ExitCode, res.Signal = ar.Compile.ExitCode, ar.Compile.Signal
 		return nil
 	}
@@ -68,6 +79,10 @@ func (res *Result) fillTests(ar *protocol.Result) error {
 		return fmt.Errorf("the agent measured %d tests and started %d", len(ar.Tests), len(res.Tests))
 	case len(ar.Tests) == 0:
 		return fmt.Errorf("the agent ran no test")
+	case checker && len(ar.Checks) != len(ar.Tests):
+		return fmt.Errorf("the agent checked %d tests of %d", len(ar.Checks), len(ar.Tests))
+	case !checker && len(ar.Checks) > 0:
+		return fmt.Errorf("the agent checked tests of a job without a checker")
 	}
 	res.Status = StatusAccepted
 	for i := range res.Tests {
@@ -78,6 +93,16 @@ func (res *Result) fillTests(ar *protocol.Result) error {
 		t.CPUTime = time.Duration(float64(sr.CPUTime) / res.TimeScale)
 		t.Limit = sr.Limit
 		t.StdoutTruncated, t.StderrTruncated = sr.StdoutTruncated, sr.StderrTruncated
+		if checker {
+			if c := ar.Checks[i]; c != nil {
+				t.Check = c
+				// An interactor that quit leaves the program a broken
+				// pipe: then the interactor's verdict is the cause.
+				if t.Status == StatusAccepted || t.Signal == int(syscall.SIGPIPE) {
+					t.Status, t.Message, t.Score = checkVerdict(c)
+				}
+			}
+		}
 		res.CPUTime += t.CPUTime
 		res.GuestCPUTime += t.GuestCPUTime
 		res.WallTime += t.WallTime

@@ -41,6 +41,26 @@ func (a *agent) runJob(job *protocol.Job, w *protocol.Writer) (*protocol.Result,
 	if err := mountAll(mounts); err != nil {
 		return nil, err
 	}
+	res := &protocol.Result{}
+	judge := job.Checker
+	if judge == nil {
+		judge = job.Interactor
+	}
+	if judge != nil && len(job.Tests) > 0 {
+		// EINVAL: the checker's compile failed before its dir was moved.
+		defer func() {
+			if err := unix.Unmount(checkerDir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+				a.log.Error("unmount", "target", checkerDir, "err", err)
+			}
+		}()
+		ok, err := a.compileChecker(judge, mounts, res)
+		if err != nil {
+			return nil, fmt.Errorf("checker: %w", err)
+		}
+		if !ok {
+			return res, nil
+		}
+	}
 	if err := writeFiles(imageRoot+workDir, job.Files); err != nil {
 		return nil, err
 	}
@@ -50,7 +70,6 @@ func (a *agent) runJob(job *protocol.Job, w *protocol.Writer) (*protocol.Result,
 	}
 	defer os.Remove(stdinPath)
 
-	res := &protocol.Result{}
 	if job.Compile != nil {
 		var out capBuffer
 		out.limit = job.Compile.Limits.Output
@@ -146,6 +165,9 @@ type frameSink struct {
 	limit     int64
 	n         int64
 	truncated bool
+	// tee keeps a copy of what was sent in kept (for a checker).
+	tee  bool
+	kept []byte
 }
 
 func (s *frameSink) write(p []byte) bool {
@@ -153,6 +175,9 @@ func (s *frameSink) write(p []byte) bool {
 	if len(keep) > 0 {
 		_ = s.w.Frame(s.typ, 0, keep)
 		s.n += int64(len(keep))
+		if s.tee {
+			s.kept = append(s.kept, keep...)
+		}
 	}
 	if !ok {
 		s.truncated = true
@@ -174,7 +199,7 @@ func capped(have, limit int64, p []byte) ([]byte, bool) {
 // for both when the job merges stderr into stdout, so that the program
 // gets one pipe and the two interleave as it wrote them.
 func outputSinks(w *protocol.Writer, job *protocol.Job) (stdout, stderr *frameSink) {
-	stdout = &frameSink{w: w, typ: protocol.TypeStdout, limit: job.Run.Limits.Output}
+	stdout = &frameSink{w: w, typ: protocol.TypeStdout, limit: job.Run.Limits.Output, tee: job.Checker != nil}
 	if job.MergeStderr {
 		return stdout, stdout
 	}

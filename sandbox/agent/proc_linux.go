@@ -59,6 +59,8 @@ type procSpec struct {
 	// abort, if set, unblocks the sinks (a session's output waiting for
 	// credit) when the program's output is given up on.
 	abort func()
+	// uid and gid run the program; 0 means boxUID and boxGID.
+	uid, gid int
 }
 
 // proc is a started program.
@@ -111,9 +113,13 @@ func (a *agent) start(spec procSpec) (*proc, error) {
 		stdout, stderr = p.pipes.outW, p.pipes.errW
 	}
 	env := append(append([]string{}, userEnv...), spec.env...)
+	uid, gid := boxUID, boxGID
+	if spec.uid != 0 {
+		uid, gid = spec.uid, spec.gid
+	}
 	p.start = time.Now()
 	pid, exited, err := a.spawner.spawn(spawnRequest{
-		Root: imageRoot, Dir: spec.dir, UID: boxUID, GID: boxGID,
+		Root: imageRoot, Dir: spec.dir, UID: uid, GID: gid,
 		Argv: spec.argv, Env: env, Rlimits: rlimits(spec.limits, !spec.orphans), TTY: spec.tty != nil,
 	}, stdin, stdout, stderr, cg.dir)
 	if err != nil {

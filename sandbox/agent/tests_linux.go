@@ -58,12 +58,28 @@ func (a *agent) runTests(job *protocol.Job, mounts []mountSpec, w *protocol.Writ
 			return err
 		}
 		stdout, stderr := outputSinks(w, job)
-		sr, err := a.runStep(fmt.Sprintf("run-%d-%d", a.jobs, i), &job.Run, stdinPath, stdout, stderr)
-		if err != nil {
+		var sr *protocol.StepResult
+		var err error
+		if job.Interactor != nil {
+			var check *protocol.Check
+			if sr, check, err = a.interact(job, i, stdout, stderr); err != nil {
+				return fmt.Errorf("test %d: interactor: %w", i, err)
+			}
+			res.Checks = append(res.Checks, check)
+		} else if sr, err = a.runStep(fmt.Sprintf("run-%d-%d", a.jobs, i), &job.Run, stdinPath, stdout, stderr); err != nil {
 			return fmt.Errorf("test %d: run: %w", i, err)
 		}
 		countOutput(sr, stdout, stderr)
 		res.Tests = append(res.Tests, *sr)
+		if job.Checker != nil {
+			var check *protocol.Check
+			if !failed(sr) {
+				if check, err = a.runCheck(job, mounts, i, stdout.kept); err != nil {
+					return fmt.Errorf("test %d: checker: %w", i, err)
+				}
+			}
+			res.Checks = append(res.Checks, check)
+		}
 		if job.StopOnFailure && failed(sr) {
 			break
 		}

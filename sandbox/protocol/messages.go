@@ -98,11 +98,42 @@ type Job struct {
 	// the two interleave as written, all of it in Stdout frames, under the
 	// stdout cap.
 	MergeStderr bool `json:"merge_stderr,omitempty"`
+	// Checker, in a multi-test job, judges each test whose run ended
+	// cleanly: it is compiled once, before the program, in a work dir of
+	// its own, and after each such test it runs in a fresh work dir with
+	// its compiled files and the test's input, output and answer in
+	// CheckerInput, CheckerOutput and CheckerAnswer (their paths its last
+	// three arguments). The program never sees the answer nor the checker.
+	Checker *Checker `json:"checker,omitempty"`
+	// Interactor, in a multi-test job without a Checker, runs beside the
+	// program in each test, their standard input and output crossed:
+	// compiled once like a checker, it runs as another uid in a directory
+	// the program cannot enter, with the test's input, an output file it
+	// may write, and the answer as its last three arguments; it exits as
+	// a checker does. Result.Checks has its runs, one per test.
+	Interactor *Checker `json:"interactor,omitempty"`
 }
+
+// Checker is a multi-test job's checker (testlib's convention).
+type Checker struct {
+	Files   []File `json:"files"`
+	Compile *Step  `json:"compile,omitempty"`
+	// Run is the checker's command; the agent appends the three paths.
+	Run Step `json:"run"`
+}
+
+// The checker's files, relative to the work dir it runs in.
+const (
+	CheckerInput  = ".judge/input"
+	CheckerOutput = ".judge/output"
+	CheckerAnswer = ".judge/answer"
+)
 
 // Test is one run of a multi-test job.
 type Test struct {
 	Stdin []byte `json:"stdin"`
+	// Answer is the expected output, for the job's checker.
+	Answer []byte `json:"answer,omitempty"`
 }
 
 // TestStart is the payload of a Test frame.
@@ -155,6 +186,21 @@ type Result struct {
 	// order of Job.Tests: fewer than Job.Tests when the compile failed or
 	// StopOnFailure ended the job early.
 	Tests []StepResult `json:"tests,omitempty"`
+	// CheckerCompile and CheckerCompileOutput are the checker's compile
+	// step; when it failed, no test ran.
+	CheckerCompile       *StepResult `json:"checker_compile,omitempty"`
+	CheckerCompileOutput []byte      `json:"checker_compile_output,omitempty"`
+	// Checks has one entry per entry of Tests: the checker's run after
+	// that test, nil when it did not run (the test's run failed); or the
+	// interactor's run beside it.
+	Checks []*Check `json:"checks,omitempty"`
+}
+
+// Check is a checker's run after one test.
+type Check struct {
+	StepResult
+	Stdout []byte `json:"stdout"` // capped at the checker's Limits.Output
+	Stderr []byte `json:"stderr"`
 }
 
 // SessionInit makes a VM a session's: its work dir and /tmp then persist
