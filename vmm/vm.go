@@ -2,7 +2,6 @@ package vmm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -548,13 +547,11 @@ func (vm *VM) handshake(deadline time.Time) (protocol.Hello, error) {
 	if typ != protocol.TypeHello {
 		return hello, fmt.Errorf("agent answered %s to ping", typ)
 	}
-	if err := json.Unmarshal(payload, &hello); err != nil {
-		return hello, fmt.Errorf("agent hello: %w", err)
-	}
-	if hello.Version != protocol.Version {
+	hello, err = protocol.ParseHello(payload)
+	if errors.Is(err, protocol.ErrVersion) {
 		return hello, fmt.Errorf("%w: agent %d, host %d: rebuild the agent (make agent)", ErrAgentVersion, hello.Version, protocol.Version)
 	}
-	return hello, nil
+	return hello, err
 }
 
 // diagnostics returns the tail of QEMU's own log and of the guest console.

@@ -107,8 +107,9 @@ func (t Type) known() bool {
 	return ok
 }
 
-// Frame caps. ReadFrame allocates at most its cap for a payload, so a
-// corrupt or hostile length cannot make the reader allocate without limit.
+// Frame caps. ReadFrame allocates at most its cap for a payload (and for a
+// large one, no more than twice what actually arrived), so a corrupt or
+// hostile length cannot make the reader allocate without limit.
 const (
 	// MaxHostPayload bounds a frame from the host: a job's files travel in
 	// one frame, so this is also the ceiling of a job's total file size.
@@ -176,14 +177,36 @@ func ReadFrame(r io.Reader, maxPayload int) (Frame, error) {
 	if int64(n) > int64(maxPayload) {
 		return Frame{}, fmt.Errorf("%w: %s frame of %d bytes, more than %d", ErrFrameTooLarge, f.Type, n, maxPayload)
 	}
-	f.Payload = make([]byte, n)
+	// A large payload is read in steps, its buffer growing with what
+	// arrives: a header that promises a megabyte and a peer that then
+	// sends nothing (a never-ending frame) costs what was sent, not the cap.
+	f.Payload = make([]byte, min(n, eagerPayload))
 	if _, err := io.ReadFull(r, f.Payload); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+		return Frame{}, unexpected(err)
+	}
+	for uint32(len(f.Payload)) < n {
+		have := len(f.Payload)
+		next := min(int(n), 2*have)
+		buf := make([]byte, next)
+		copy(buf, f.Payload)
+		f.Payload = buf
+		if _, err := io.ReadFull(r, f.Payload[have:]); err != nil {
+			return Frame{}, unexpected(err)
 		}
-		return Frame{}, err
 	}
 	return f, nil
+}
+
+// eagerPayload is the largest payload ReadFrame allocates in full before
+// its bytes arrive: an output or file chunk (ChunkSize) fits.
+const eagerPayload = 64 << 10
+
+// unexpected is the error of a stream that ended inside a frame.
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // Writer serialises frames from several goroutines onto one stream.
