@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -354,7 +355,7 @@ func FuzzUnzipFiles(f *testing.F) {
 		total := 0
 		for _, fl := range files {
 			total += len(fl.Data)
-			if !filepath.IsLocal(fl.Name) || path.Clean(fl.Name) != fl.Name || fl.Name == "main.py" {
+			if !filepath.IsLocal(fl.Name) || path.Clean(fl.Name) != fl.Name || fl.Name == "main.py" || !utf8.ValidString(fl.Name) {
 				t.Fatalf("kept a file named %q", fl.Name)
 			}
 			if fl.Mode&^0o777 != 0 {
@@ -405,8 +406,8 @@ func FuzzSessionFilePath(f *testing.F) {
 			t.Fatalf("%q → %q, outside /box", raw, p)
 		case p == "/box" && !root:
 			t.Fatalf("%q → the work dir itself", raw)
-		case strings.IndexByte(p, 0) >= 0:
-			t.Fatalf("%q → %q has a NUL", raw, p)
+		case strings.IndexByte(p, 0) >= 0 || !utf8.ValidString(p):
+			t.Fatalf("%q → %q has a NUL or is not UTF-8 (JSON would change it)", raw, p)
 		}
 		for _, part := range strings.Split(p, "/") {
 			if len(part) > 255 || part == ".." {

@@ -457,7 +457,7 @@ func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slo
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return Result{}, ctxErr
 			}
-			if time.Now().After(deadline) {
+			if time.Now().After(deadline) && !errors.Is(err, protocol.ErrCutFrame) {
 				log.Warn("guest did not answer by the wall limit: VM killed")
 				res.Status, res.Message, res.Limit = StatusTimeLimit, "wall time limit exceeded (the host stopped the VM)", protocol.LimitWall
 				res.WallTime = time.Since(start)

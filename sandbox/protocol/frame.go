@@ -163,7 +163,8 @@ func WriteFrame(w io.Writer, t Type, stream uint32, payload []byte) error {
 // ReadFrame reads one frame whose payload is at most maxPayload bytes
 // (MaxGuestPayload for what the guest sends, MaxHostPayload for what the
 // host sends). A stream that ends between frames returns io.EOF; one that
-// ends inside a frame returns io.ErrUnexpectedEOF.
+// ends inside a frame returns io.ErrUnexpectedEOF, wrapped in ErrCutFrame
+// when it ends inside the payload.
 func ReadFrame(r io.Reader, maxPayload int) (Frame, error) {
 	var hdr [HeaderLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -181,21 +182,25 @@ func ReadFrame(r io.Reader, maxPayload int) (Frame, error) {
 	// arrives: a header that promises a megabyte and a peer that then
 	// sends nothing (a never-ending frame) costs what was sent, not the cap.
 	f.Payload = make([]byte, min(n, eagerPayload))
-	if _, err := io.ReadFull(r, f.Payload); err != nil {
-		return Frame{}, unexpected(err)
-	}
-	for uint32(len(f.Payload)) < n {
+	got, err := io.ReadFull(r, f.Payload)
+	for err == nil && uint32(len(f.Payload)) < n {
 		have := len(f.Payload)
-		next := min(int(n), 2*have)
-		buf := make([]byte, next)
+		buf := make([]byte, min(int(n), 2*have))
 		copy(buf, f.Payload)
 		f.Payload = buf
-		if _, err := io.ReadFull(r, f.Payload[have:]); err != nil {
-			return Frame{}, unexpected(err)
-		}
+		var more int
+		more, err = io.ReadFull(r, f.Payload[have:])
+		got = have + more
+	}
+	if err != nil {
+		return Frame{}, fmt.Errorf("%w: %s frame cut after %d of its %d bytes: %w", ErrCutFrame, f.Type, got, n, unexpected(err))
 	}
 	return f, nil
 }
+
+// ErrCutFrame wraps the error of a stream that ended or failed (a
+// deadline) inside a frame's payload: a peer that stopped mid-frame.
+var ErrCutFrame = errors.New("protocol: cut frame")
 
 // eagerPayload is the largest payload ReadFrame allocates in full before
 // its bytes arrive: an output or file chunk (ChunkSize) fits.
