@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -463,6 +464,16 @@ func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slo
 				res.WallTime = time.Since(start)
 				res.Tests = nil // their measurements come with the Result that never came
 				return res, nil
+			}
+			if errors.Is(err, io.EOF) {
+				// QEMU closed the port: it is exiting. Say why, once it has.
+				t := time.NewTimer(2 * time.Second)
+				select {
+				case <-vm.Exited():
+					err = fmt.Errorf("the VM stopped mid-job (its agent exited or its kernel panicked): %w", err)
+				case <-t.C:
+				}
+				t.Stop()
 			}
 			return Result{}, fmt.Errorf("read from agent: %w", err)
 		}

@@ -79,7 +79,7 @@ func TestHostileGuest(t *testing.T) {
 		{"absurd-hello", "not a short printable string"},
 		{"result-first", "answered result to ping"},
 		{"deaf", "send job"},
-		{"exit", "read from agent"},
+		{"exit", "the VM stopped mid-job"},
 		{"after-result", ""},
 	}
 	for _, tt := range tests {

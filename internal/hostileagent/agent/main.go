@@ -110,7 +110,14 @@ func frame(f *os.File, t protocol.Type, stream uint32, p []byte) {
 	}
 }
 
-func hang() { select {} }
+// hang blocks for good. Not select{}: with every goroutine blocked the Go
+// runtime ends the program ("all goroutines are asleep"), and PID 1 would
+// exit instead of hanging.
+func hang() {
+	for {
+		time.Sleep(time.Hour)
+	}
+}
 
 func findPort() string {
 	for {
