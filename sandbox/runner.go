@@ -470,7 +470,7 @@ func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slo
 				t := time.NewTimer(2 * time.Second)
 				select {
 				case <-vm.Exited():
-					err = fmt.Errorf("the VM stopped mid-job (its agent exited or its kernel panicked): %w", err)
+					err = fmt.Errorf("the VM stopped mid-job (QEMU was killed, or the guest agent exited or its kernel panicked): %w", err)
 				case <-t.C:
 				}
 				t.Stop()

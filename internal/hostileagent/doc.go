@@ -5,5 +5,6 @@
 // frames after the result, output without end, an absurd Hello; that
 // stops reading the console; that exits as PID 1. For each, the host kills
 // the VM in bounded time and memory, the job ends Internal Error with a
-// message, and the host goes on serving.
+// message, and the host goes on serving. fault_test.go kills QEMU under a
+// running job.
 package hostileagent
