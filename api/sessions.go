@@ -763,10 +763,12 @@ func filePath(raw string, allowRoot bool) (string, error) {
 			return "", errors.New("has a name longer than 255 bytes")
 		}
 	}
-	if rel == "" && !allowRoot {
+	// On the cleaned path: "." or "a/." name /box itself too.
+	full := path.Join("/box", rel)
+	if full == "/box" && !allowRoot {
 		return "", errors.New("can't be blank: name a file")
 	}
-	return path.Join("/box", rel), nil
+	return full, nil
 }
 
 func (s *Server) putFile(c echo.Context) error {
