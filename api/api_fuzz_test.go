@@ -160,7 +160,7 @@ func FuzzJudge0Submission(f *testing.F) {
 			Submissions []request `json:"submissions"`
 		}
 		_ = json.Unmarshal(body, &one)
-		_ = json.Unmarshal(body, &batch)
+		_ = json.NewDecoder(bytes.NewReader(body)).Decode(&batch) // as createBatch reads it
 		if one.CallbackURL != nil || len(batch.Submissions) > 0 && func() bool {
 			for _, r := range batch.Submissions {
 				if r.CallbackURL != nil {
