@@ -11,7 +11,7 @@ BENCHTIME   ?= 5x
 BURST       ?= 200
 export MICROBOX_CACHE ?= $(HOME)/.cache/microbox
 
-.PHONY: run demo test lint bench bench-cpp kernel images layers agent build deps playground inspector e2b clean help
+.PHONY: run demo test lint fuzz bench bench-cpp kernel images layers agent build deps playground inspector e2b clean help
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,6 +31,9 @@ lint: ## gofmt, go vet and staticcheck
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+
+fuzz: ## run every fuzz target one at a time and report its executions (FUZZTIME=10s for a short pass)
+	scripts/fuzz
 
 bench: deps images ## measure boot and run latency (see benchmarks/README.md)
 	MICROBOX_BENCH_README=1 $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./benchmarks/

@@ -53,7 +53,9 @@ func startService(t *testing.T, qcfg queue.Config, workers int) *service {
 		// ends a snapshot build still under way in the background.
 		t.Cleanup(func() { r.Close() })
 		ctx, cancel := context.WithCancel(context.Background())
-		w := &queue.Worker{Queue: q, Name: "test", Concurrency: workers, Handle: Handler(r, CallbackPolicy{AllowPrivate: true}, metrics, log), Exhausted: Exhausted, Logger: log}
+		// The cleanup cuts the jobs under way off, as a shutdown past its
+		// grace period does: a test may leave an endless one running.
+		w := &queue.Worker{Queue: q, Name: "test", Concurrency: workers, Handle: Handler(r, CallbackPolicy{AllowPrivate: true}, metrics, log), Exhausted: Exhausted, Logger: log, JobContext: ctx}
 		done := make(chan struct{})
 		go func() { w.Run(ctx); close(done) }()
 		t.Cleanup(func() { cancel(); <-done })
@@ -290,19 +292,22 @@ func TestBatchDeleteAndProcessing(t *testing.T) {
 	tok := created[0]["token"].(string)
 
 	// A running submission reads Processing, and cannot be deleted yet.
-	_, m, _ := s.call(t, "POST", "/submissions", `{"source_code":"import time; time.sleep(4)","language_id":71}`)
+	// It sleeps past the test's end (the worker's cleanup cuts it off): a
+	// job that could finish between the GET and the DELETE would make the
+	// DELETE rightly succeed, and the test flaky.
+	_, m, _ := s.call(t, "POST", "/submissions", `{"source_code":"import time; time.sleep(100000)","language_id":71}`)
 	slow := m["token"].(string)
 	sawProcessing := false
-	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline) && !sawProcessing; time.Sleep(100 * time.Millisecond) {
 		_, m, _ = s.call(t, "GET", "/submissions/"+slow, "")
-		if statusID(m) == 2 {
+		switch id := statusID(m); {
+		case id == 2:
 			sawProcessing = true
 			if code, _, _ := s.call(t, "DELETE", "/submissions/"+slow, ""); code != 400 {
 				t.Fatalf("DELETE while processing: %d", code)
 			}
-		}
-		if statusID(m) > 2 {
-			break
+		case id > 2:
+			t.Fatalf("the endless job ended: %v", m)
 		}
 	}
 	if !sawProcessing {

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -739,6 +740,9 @@ func filePath(raw string, allowRoot bool) (string, error) {
 	switch {
 	case strings.IndexByte(p, 0) >= 0:
 		return "", errors.New("must not contain a NUL byte")
+	case !utf8.ValidString(p):
+		// It travels to the guest in JSON, which would change it.
+		return "", errors.New("is not valid UTF-8")
 	case len(p) > 4096:
 		return "", errors.New("is longer than 4096 bytes")
 	}
@@ -759,10 +763,12 @@ func filePath(raw string, allowRoot bool) (string, error) {
 			return "", errors.New("has a name longer than 255 bytes")
 		}
 	}
-	if rel == "" && !allowRoot {
+	// On the cleaned path: "." or "a/." name /box itself too.
+	full := path.Join("/box", rel)
+	if full == "/box" && !allowRoot {
 		return "", errors.New("can't be blank: name a file")
 	}
-	return path.Join("/box", rel), nil
+	return full, nil
 }
 
 func (s *Server) putFile(c echo.Context) error {

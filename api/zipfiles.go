@@ -7,6 +7,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"unicode/utf8"
 
 	"microbox/sandbox/protocol"
 )
@@ -33,6 +34,12 @@ func unzipFiles(data []byte, reserved string) ([]protocol.File, error) {
 	for _, f := range zr.File {
 		if f.FileInfo().IsDir() {
 			continue
+		}
+		// A name travels to the guest in JSON, which would replace the
+		// bytes of one that is not UTF-8: the file written would not be
+		// the one checked here.
+		if !utf8.ValidString(f.Name) {
+			return nil, fmt.Errorf("entry %q: its name is not valid UTF-8", f.Name)
 		}
 		name := path.Clean(strings.TrimPrefix(f.Name, "./"))
 		if name == "." || path.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {

@@ -28,6 +28,16 @@ type cgroup struct {
 }
 
 func newCgroup(id string, l Limits) (*cgroup, error) {
+	res := resources(l)
+	mgr, err := manager.New(&cgroups.Cgroup{Path: cgroupParent + "/" + id, Resources: res})
+	if err != nil {
+		return nil, fmt.Errorf("jail cgroup: %w", err)
+	}
+	return &cgroup{mgr: mgr, res: res}, nil
+}
+
+// resources are the limits a jail's cgroup gets.
+func resources(l Limits) *cgroups.Resources {
 	res := &cgroups.Resources{
 		Memory: l.Memory,
 		// Device access is bounded by the jail's /dev, which holds only
@@ -42,11 +52,7 @@ func newCgroup(id string, l Limits) (*cgroup, error) {
 		pids := l.Pids
 		res.PidsLimit = &pids
 	}
-	mgr, err := manager.New(&cgroups.Cgroup{Path: cgroupParent + "/" + id, Resources: res})
-	if err != nil {
-		return nil, fmt.Errorf("jail cgroup: %w", err)
-	}
-	return &cgroup{mgr: mgr, res: res}, nil
+	return res
 }
 
 // apply creates the cgroup, moves pid into it and sets the limits.

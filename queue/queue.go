@@ -271,11 +271,26 @@ func (q *Queue) Wait(ctx context.Context, id string) ([]byte, error) {
 	if b, err := q.Result(ctx, id); !errors.Is(err, ErrNotFound) {
 		return b, err
 	}
+	// The notification is lost if Redis restarts (or the connection
+	// drops) before the subscription is back: look again now and then, so
+	// a result stored meanwhile is still seen.
 	ch := sub.Channel()
-	select {
-	case <-ch:
-		return q.Result(ctx, id)
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	recheck := time.NewTicker(waitRecheck)
+	defer recheck.Stop()
+	for {
+		select {
+		case <-ch:
+			return q.Result(ctx, id)
+		case <-recheck.C:
+			if b, err := q.Result(ctx, id); err == nil {
+				return b, nil
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 }
+
+// waitRecheck is how often Wait looks for the result besides its
+// notification.
+const waitRecheck = 2 * time.Second

@@ -262,3 +262,48 @@ func TestWorkerRunsEveryJob(t *testing.T) {
 		t.Fatalf("depth %d after every job ended: %d went in, some did not come out", n, n+1)
 	}
 }
+
+// A Redis restarted while a request waits (wait=true) loses the waiter's
+// subscription for a while: a result stored then is still returned.
+func TestWaitSurvivesRedisRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	q, srv := newQueue(t, Config{})
+	got := make(chan []byte, 1)
+	errc := make(chan error, 1)
+	go func() {
+		b, err := q.Wait(ctx, "j")
+		errc <- err
+		got <- b
+	}()
+	// Until the waiter has subscribed.
+	for {
+		n, err := q.rdb.PubSubNumSub(ctx, q.doneChannel("j")).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n[q.doneChannel("j")] > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	srv.Crash()
+	srv.Restart()
+	// The first command on a pooled connection of the dead server fails.
+	for {
+		_, err := q.PutResult(ctx, "j", []byte("done"))
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("Wait across a Redis restart: %v", err)
+	}
+	if b := <-got; string(b) != "done" {
+		t.Fatalf("Wait = %q", b)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -511,68 +512,106 @@ func (r *Runner) boot(ctx context.Context, img languages.Image, log *slog.Logger
 // job ends as Time Limit Exceeded and the caller must kill the VM.
 func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slog.Logger) (Result, error) {
 	res := Result{Accel: vm.Accel, TimeScale: r.cfg.TimeScale, CompileTimeScale: r.cfg.CompileTimeScale, BootTime: vm.BootTime}
-	w := protocol.NewWriter(vm.Agent())
-	if err := w.JSON(protocol.TypeJob, 0, p.wire); err != nil {
-		return Result{}, fmt.Errorf("send job: %w", err)
-	}
 	// The guest enforces its own wall limit; the host's deadline catches a
-	// guest that stopped answering altogether.
+	// guest that stopped answering altogether, or that stopped reading
+	// before it took the whole job (the write then blocks).
 	start := time.Now()
 	deadline := start.Add(p.guestWall + hostGrace)
 	if err := vm.SetAgentDeadline(deadline); err != nil {
 		return Result{}, err
 	}
 	defer vm.SetAgentDeadline(time.Time{})
+	w := protocol.NewWriter(vm.Agent())
+	if err := w.JSON(protocol.TypeJob, 0, p.wire); err != nil {
+		return Result{}, fmt.Errorf("send job: %w", err)
+	}
 	for {
 		f, err := protocol.ReadFrame(vm.Agent(), protocol.MaxGuestPayload)
 		if err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return Result{}, ctxErr
 			}
-			if time.Now().After(deadline) {
+			if time.Now().After(deadline) && !errors.Is(err, protocol.ErrCutFrame) {
 				log.Warn("guest did not answer by the wall limit: VM killed")
 				res.Status, res.Message, res.Limit = StatusTimeLimit, "wall time limit exceeded (the host stopped the VM)", protocol.LimitWall
 				res.WallTime = time.Since(start)
 				res.Tests = nil // their measurements come with the Result that never came
 				return res, nil
 			}
+			if errors.Is(err, io.EOF) {
+				// QEMU closed the port: it is exiting. Say why, once it has.
+				t := time.NewTimer(2 * time.Second)
+				select {
+				case <-vm.Exited():
+					err = fmt.Errorf("the VM stopped mid-job (QEMU was killed, or the guest agent exited or its kernel panicked): %w", err)
+				case <-t.C:
+				}
+				t.Stop()
+			}
 			return Result{}, fmt.Errorf("read from agent: %w", err)
 		}
-		typ, payload := f.Type, f.Payload
-		if f.Stream != 0 {
-			return Result{}, fmt.Errorf("the agent sent a %s frame on stream %d during a job", typ, f.Stream)
-		}
-		switch typ {
-		case protocol.TypeStdout, protocol.TypeStderr:
-			res.output(typ, payload)
-		case protocol.TypeTest:
-			if err := res.startTest(payload, len(p.wire.Tests)); err != nil {
-				return Result{}, err
-			}
-		case protocol.TypeHello:
-			// The answer to a pooled clone's Resume, sent just before the
-			// job (vmm.VM.ResumeAsync).
-			continue
-		case protocol.TypeError:
-			return Result{}, fmt.Errorf("agent: %s", payload)
-		case protocol.TypeResult:
-			var ar protocol.Result
-			if err := json.Unmarshal(payload, &ar); err != nil {
-				return Result{}, fmt.Errorf("decode result: %w", err)
-			}
-			if len(p.wire.Tests) > 0 {
-				if err := res.fillTests(&ar, p.compile, p.wire.Checker != nil || p.wire.Interactor != nil); err != nil {
-					return Result{}, err
-				}
-			} else {
-				res.fill(&ar, p.compile)
-			}
-			log.Debug("job done", "status", res.Status.Description, "wall", res.WallTime)
+		done, err := res.take(f, p, log)
+		switch {
+		case err != nil:
+			return Result{}, err
+		case done:
 			return res, nil
-		default:
-			return Result{}, fmt.Errorf("unexpected %s frame from the agent", typ)
 		}
 	}
+}
+
+// take handles one frame of a job's exchange from the guest, hostile
+// until proven otherwise: output past the job's cap, a frame of a session
+// or of the host, a test out of order all break the protocol (an error:
+// the caller kills the VM). done is set by the Result that ends the job.
+func (res *Result) take(f protocol.Frame, p *prepared, log *slog.Logger) (done bool, err error) {
+	job := &p.wire
+	typ, payload := f.Type, f.Payload
+	if f.Stream != 0 {
+		return false, fmt.Errorf("the agent sent a %s frame on stream %d during a job", typ, f.Stream)
+	}
+	switch typ {
+	case protocol.TypeStdout, protocol.TypeStderr:
+		if err := res.output(typ, payload, job.Run.Limits.Output); err != nil {
+			return false, err
+		}
+	case protocol.TypeTest:
+		if err := res.startTest(payload, len(job.Tests)); err != nil {
+			return false, err
+		}
+	case protocol.TypeHello:
+		// The answer to a pooled clone's Resume, sent just before the
+		// job (vmm.VM.ResumeAsync).
+	case protocol.TypeError:
+		return false, fmt.Errorf("agent: %s", quoteGuest(payload))
+	case protocol.TypeResult:
+		var ar protocol.Result
+		if err := json.Unmarshal(payload, &ar); err != nil {
+			return false, fmt.Errorf("decode result: %w", err)
+		}
+		if len(job.Tests) > 0 {
+			if err := res.fillTests(&ar, p.compile, job.Checker != nil || job.Interactor != nil); err != nil {
+				return false, err
+			}
+		} else {
+			res.fill(&ar, p.compile)
+		}
+		log.Debug("job done", "status", res.Status.Description, "wall", res.WallTime)
+		return true, nil
+	default:
+		return false, fmt.Errorf("unexpected %s frame from the agent", typ)
+	}
+	return false, nil
+}
+
+// quoteGuest is a guest's message fit for a log line and a user's
+// Internal Error: at most 512 bytes, quoted.
+func quoteGuest(p []byte) string {
+	const most = 512
+	if len(p) > most {
+		return fmt.Sprintf("%q... (%d bytes)", p[:most], len(p))
+	}
+	return fmt.Sprintf("%q", p)
 }
 
 func (res *Result) fill(ar *protocol.Result, ours compileLimits) {

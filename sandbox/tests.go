@@ -32,17 +32,25 @@ type TestResult struct {
 }
 
 // output takes a Stdout or Stderr frame: it belongs to the test under way
-// in a multi-test job, else to the job's single run.
-func (res *Result) output(typ protocol.Type, p []byte) {
-	stdout, stderr := &res.Stdout, &res.Stderr
+// in a multi-test job, else to the job's single run. The agent keeps at
+// most limit bytes of each stream (Limits.Output): a guest that sends more
+// breaks the protocol, and the host keeps nothing past the limit.
+func (res *Result) output(typ protocol.Type, p []byte, limit int64) error {
+	out := &res.Stdout
+	if typ == protocol.TypeStderr {
+		out = &res.Stderr
+	}
 	if n := len(res.Tests); n > 0 {
-		stdout, stderr = &res.Tests[n-1].Stdout, &res.Tests[n-1].Stderr
+		out = &res.Tests[n-1].Stdout
+		if typ == protocol.TypeStderr {
+			out = &res.Tests[n-1].Stderr
+		}
 	}
-	if typ == protocol.TypeStdout {
-		*stdout = append(*stdout, p...)
-	} else {
-		*stderr = append(*stderr, p...)
+	if int64(len(*out))+int64(len(p)) > limit {
+		return fmt.Errorf("the agent sent more than the %d bytes of %s a program may keep", limit, typ)
 	}
+	*out = append(*out, p...)
+	return nil
 }
 
 // startTest takes a Test frame: the agent starts the next of tests.

@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -37,11 +38,33 @@ func TestQEMUArgsHaveNoNetwork(t *testing.T) {
 		}
 	}
 	tcg := strings.Join(qemuArgs(Config{Accel: AccelTCG, TBSizeMiB: 64}, "/d"), " ")
+	if !strings.Contains(tcg, ",mem-merge=off") {
+		t.Errorf("guest pages may be merged (KSM) across VMs: %s", tcg)
+	}
 	if !strings.Contains(tcg, "tcg,thread=multi,tb-size=64") {
 		t.Errorf("tcg without a bounded translation cache: %s", tcg)
 	}
 	kvm := strings.Join(qemuArgs(Config{Accel: AccelKVM}, "/d"), " ")
 	if !strings.Contains(kvm, "-accel kvm") || strings.Contains(kvm, "tcg") {
 		t.Errorf("kvm command line: %s", kvm)
+	}
+}
+
+// A VM on a memory backend (a snapshot's template or clone) keeps its
+// pages unmerged too: the machine's mem-merge does not reach a backend.
+func TestQEMUArgsNoPageMergingOnTheMemoryBackend(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		line := strings.Join(qemuArgs(Config{Accel: AccelTCG, MemoryMiB: 256, ram: new(os.File), ramShared: shared}, "/d"), " ")
+		if !strings.Contains(line, "memory-backend=ram,mem-merge=off") && !strings.Contains(line, "mem-merge=off,memory-backend=ram") {
+			t.Errorf("shared=%v: machine without mem-merge=off: %s", shared, line)
+		}
+		i := strings.Index(line, "memory-backend-file,")
+		if i < 0 {
+			t.Fatalf("no memory backend: %s", line)
+		}
+		backend, _, _ := strings.Cut(line[i:], " ")
+		if !strings.Contains(backend, ",merge=off") {
+			t.Errorf("shared=%v: backend without merge=off: %s", shared, backend)
+		}
 	}
 }

@@ -304,8 +304,9 @@ func connectRedis(ctx context.Context, url, dir string, log *slog.Logger) (*redi
 			return nil, nil, usageError{fmt.Sprintf("MICROBOX_REDIS_URL: %v", err)}
 		}
 		rdb := redis.NewClient(opts)
-		if err := rdb.Ping(ctx).Err(); err != nil {
-			return nil, nil, fmt.Errorf("redis at %s: %w", url, err)
+		if err := waitRedis(ctx, rdb, opts.Addr, log); err != nil {
+			rdb.Close()
+			return nil, nil, err
 		}
 		return rdb, func() {}, nil
 	}
@@ -318,6 +319,42 @@ func connectRedis(ctx context.Context, url, dir string, log *slog.Logger) (*redi
 	}
 	log.Info("started a local redis-server", "socket", srv.Socket, "data", dir)
 	return srv.Client(), srv.Stop, nil
+}
+
+// Redis's backoff at start: the first retry after redisRetryFirst, each
+// next one twice as late, at most redisRetryMax.
+const (
+	redisRetryFirst = 500 * time.Millisecond
+	redisRetryMax   = 30 * time.Second
+)
+
+// waitRedis pings Redis until it answers, logging each failure and the
+// wait before the next try: a Redis that is not up yet (started after us,
+// restarting) is waited for, as a service supervisor expects, not a
+// reason to exit. Only ctx (SIGINT, SIGTERM) ends the wait.
+func waitRedis(ctx context.Context, rdb *redis.Client, addr string, log *slog.Logger) error {
+	wait := redisRetryFirst
+	for attempt := 1; ; attempt++ {
+		err := rdb.Ping(ctx).Err()
+		if err == nil {
+			if attempt > 1 {
+				log.Info("redis reachable", "addr", addr, "attempts", attempt)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("redis at %s: gave up waiting: %w", addr, ctx.Err())
+		}
+		log.Warn("redis not reachable: retrying", "addr", addr, "attempt", attempt, "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("redis at %s: gave up waiting: %w", addr, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, redisRetryMax)
+	}
 }
 
 // policy checks the session flags and returns the policy they make.

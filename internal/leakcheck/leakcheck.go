@@ -42,7 +42,11 @@ func Take() Snapshot {
 	if f, err := os.Open("/proc/self/mountinfo"); err == nil {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
-			if strings.Contains(sc.Text(), "microbox") {
+			// An image build's own mounts (below its .tmp folder) are
+			// left out: any process on the host may be building one (a
+			// background build, another package's test), and the
+			// builder unmounts them itself, as its tests check.
+			if strings.Contains(sc.Text(), "microbox") && !strings.Contains(sc.Text(), ".tmp/rootfs") {
 				s.Mounts = append(s.Mounts, sc.Text())
 			}
 		}

@@ -107,8 +107,9 @@ func (t Type) known() bool {
 	return ok
 }
 
-// Frame caps. ReadFrame allocates at most its cap for a payload, so a
-// corrupt or hostile length cannot make the reader allocate without limit.
+// Frame caps. ReadFrame allocates at most its cap for a payload (and for a
+// large one, no more than twice what actually arrived), so a corrupt or
+// hostile length cannot make the reader allocate without limit.
 const (
 	// MaxHostPayload bounds a frame from the host: a job's files travel in
 	// one frame, so this is also the ceiling of a job's total file size.
@@ -162,7 +163,8 @@ func WriteFrame(w io.Writer, t Type, stream uint32, payload []byte) error {
 // ReadFrame reads one frame whose payload is at most maxPayload bytes
 // (MaxGuestPayload for what the guest sends, MaxHostPayload for what the
 // host sends). A stream that ends between frames returns io.EOF; one that
-// ends inside a frame returns io.ErrUnexpectedEOF.
+// ends inside a frame returns io.ErrUnexpectedEOF, wrapped in ErrCutFrame
+// when it ends inside the payload.
 func ReadFrame(r io.Reader, maxPayload int) (Frame, error) {
 	var hdr [HeaderLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -176,14 +178,40 @@ func ReadFrame(r io.Reader, maxPayload int) (Frame, error) {
 	if int64(n) > int64(maxPayload) {
 		return Frame{}, fmt.Errorf("%w: %s frame of %d bytes, more than %d", ErrFrameTooLarge, f.Type, n, maxPayload)
 	}
-	f.Payload = make([]byte, n)
-	if _, err := io.ReadFull(r, f.Payload); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return Frame{}, err
+	// A large payload is read in steps, its buffer growing with what
+	// arrives: a header that promises a megabyte and a peer that then
+	// sends nothing (a never-ending frame) costs what was sent, not the cap.
+	f.Payload = make([]byte, min(n, eagerPayload))
+	got, err := io.ReadFull(r, f.Payload)
+	for err == nil && uint32(len(f.Payload)) < n {
+		have := len(f.Payload)
+		buf := make([]byte, min(int(n), 2*have))
+		copy(buf, f.Payload)
+		f.Payload = buf
+		var more int
+		more, err = io.ReadFull(r, f.Payload[have:])
+		got = have + more
+	}
+	if err != nil {
+		return Frame{}, fmt.Errorf("%w: %s frame cut after %d of its %d bytes: %w", ErrCutFrame, f.Type, got, n, unexpected(err))
 	}
 	return f, nil
+}
+
+// ErrCutFrame wraps the error of a stream that ended or failed (a
+// deadline) inside a frame's payload: a peer that stopped mid-frame.
+var ErrCutFrame = errors.New("protocol: cut frame")
+
+// eagerPayload is the largest payload ReadFrame allocates in full before
+// its bytes arrive: an output or file chunk (ChunkSize) fits.
+const eagerPayload = 64 << 10
+
+// unexpected is the error of a stream that ended inside a frame.
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // Writer serialises frames from several goroutines onto one stream.

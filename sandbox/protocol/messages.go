@@ -2,8 +2,12 @@ package protocol
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // Hello is the agent's announcement.
@@ -347,3 +351,26 @@ const (
 )
 
 func (f *Failure) Error() string { return f.Message }
+
+// MaxKernelName bounds Hello.Kernel: a release string is short, and a
+// hostile agent's megabyte of it would end up in every log line.
+const MaxKernelName = 256
+
+// ErrVersion is returned by ParseHello for an agent of another version.
+var ErrVersion = errors.New("protocol: the agent speaks another protocol version")
+
+// ParseHello decodes a Hello frame's payload and checks it: the agent's
+// version is Version, and its kernel name is short and printable.
+func ParseHello(p []byte) (Hello, error) {
+	var h Hello
+	if err := json.Unmarshal(p, &h); err != nil {
+		return Hello{}, fmt.Errorf("protocol: hello: %w", err)
+	}
+	if h.Version != Version {
+		return h, fmt.Errorf("%w: agent %d, host %d", ErrVersion, h.Version, Version)
+	}
+	if len(h.Kernel) > MaxKernelName || strings.ContainsFunc(h.Kernel, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return Hello{}, fmt.Errorf("protocol: hello: a kernel name of %d bytes that is not a short printable string", len(h.Kernel))
+	}
+	return h, nil
+}
