@@ -148,7 +148,7 @@ func TestJobeCodeRunnerSequence(t *testing.T) {
 		code int
 		want string
 	}{
-		{cr, map[string]any{"language_id": "cobol", "sourcecode": "x"}, 400, "Language 'cobol' is not known"},
+		{cr, map[string]any{"language_id": "klingon", "sourcecode": "x"}, 400, "Language 'klingon' is not known"},
 		{cr, map[string]any{"language_id": "python3"}, 400, "run_spec is missing the required attribute 'sourcecode'"},
 		{cr, map[string]any{"language_id": "python3", "sourcecode": "x", "parameters": map[string]any{"cputime": 500}}, 400, "cputime exceeds maximum allowed on this Jobe server (15 secs)"},
 		{cr, map[string]any{"language_id": "python3", "sourcecode": "x", "sourcefilename": "../x.py"}, 400, "The sourcefilename for the run_spec is illegal"},

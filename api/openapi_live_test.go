@@ -261,7 +261,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	if code, b := c.do("POST", "/api/v2/execute", "text/plain;charset=UTF-8", []byte(`{"language":"python","version":"*","files":[{"content":"print(1)"}]}`)); code != http.StatusOK {
 		t.Fatalf("piston execute: %d %s", code, b)
 	}
-	c.do("POST", "/api/v2/execute", "application/json", []byte(`{"language":"cobol","version":"*","files":[{"content":"x"}]}`))
+	c.do("POST", "/api/v2/execute", "application/json", []byte(`{"language":"klingon","version":"*","files":[{"content":"x"}]}`))
 	c.ws("/api/v2/connect")
 
 	// Jobe, as CodeRunner calls it.
@@ -282,7 +282,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	if code, b := c.do("POST", jobe+"runs", "application/json", []byte(runBody)); code != http.StatusOK || !strings.Contains(string(b), "kept for a while") {
 		t.Fatalf("jobe run: %d %s", code, b)
 	}
-	c.do("POST", jobe+"runs", "application/json", []byte(`{"run_spec":{"language_id":"cobol","sourcecode":"x"}}`))
+	c.do("POST", jobe+"runs", "application/json", []byte(`{"run_spec":{"language_id":"klingon","sourcecode":"x"}}`))
 	anon.do("POST", jobe+"runs", "application/json", []byte(`{"run_spec":{"language_id":"python3","sourcecode":"x"}}`))
 
 	// MCP: a stateless tools/call, a notification, what is not JSON-RPC,

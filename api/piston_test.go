@@ -83,7 +83,7 @@ func TestPistonTranslate(t *testing.T) {
 		`{"files":[]}`: "language is required as a string",
 		`{"language":"python","version":3,"files":[]}`:                                     "version is required as a string",
 		`{"language":"python"}`:                                                            "files is required as an array",
-		`{"language":"cobol","files":[{"content":"x"}]}`:                                   "cobol-* runtime is unknown",
+		`{"language":"klingon","files":[{"content":"x"}]}`:                                 "klingon-* runtime is unknown",
 		`{"language":"python","version":"2","files":[]}`:                                   "python-2 runtime is unknown",
 		`{"language":"python","files":[{"content":1}]}`:                                    "files[0].content is required as a string",
 		`{"language":"python","files":[{"content":"AA==","encoding":"base64"}]}`:           "files must include at least one utf8 encoded file",

@@ -293,7 +293,7 @@ func TestBadJobs(t *testing.T) {
 		name string
 		job  Job
 	}{
-		{"unknown language", Job{Language: "cobol", Source: []byte("x")}},
+		{"unknown language", Job{Language: "klingon", Source: []byte("x")}},
 		{"empty source", Job{Language: "python3"}},
 		{"too large", Job{Language: "python3", Source: bytes.Repeat([]byte("#"), DefaultMaxSource+1)}},
 		{"escaping file name", Job{Language: "python3", Source: []byte("1"), Files: []protocol.File{{Name: "../etc/passwd"}}}},

@@ -54,7 +54,7 @@ func TestRunBadInput(t *testing.T) {
 		{"too large", []string{"run", big}, "over the limit"},
 		{"smaller max", []string{"run", "--max-source", "3", ok}, "over the limit"},
 		{"directory", []string{"run", dir + "/"}, "directory"},
-		{"unknown language", []string{"run", "--lang", "cobol", ok}, "unknown language"},
+		{"unknown language", []string{"run", "--lang", "klingon", ok}, "unknown language"},
 		{"unknown extension", []string{"run", noext}, "--lang"},
 		{"bad accel", []string{"run", "--accel", "hvf", ok}, "unknown accel"},
 		{"zero cpu limit", []string{"run", "--cpu-limit", "0", ok}, "--cpu-limit"},
