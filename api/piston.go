@@ -100,7 +100,7 @@ func (s *Server) pistonRuntimeList() []pistonRuntime {
 		if l.ID != n.language && !slices.Contains(aliases, l.ID) {
 			aliases = append(aliases, l.ID)
 		}
-		out = append(out, pistonRuntime{Language: n.language, Version: img.Version, Aliases: aliases, Runtime: n.runtime, image: l})
+		out = append(out, pistonRuntime{Language: n.language, Version: pistonVersion(img.Version), Aliases: aliases, Runtime: n.runtime, image: l})
 	}
 	slices.SortFunc(out, func(a, b pistonRuntime) int { return strings.Compare(a.Language, b.Language) })
 	return out

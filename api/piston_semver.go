@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -193,4 +194,29 @@ func semverSet(set string) ([]comparator, bool) {
 		}
 	}
 	return out, true
+}
+
+// pistonVersion is a language's version as Piston shows one: always
+// major.minor.patch, which its clients parse and compare. The leading
+// numbers of ours are kept ("3.1.2.0" is 3.1.2, "8.2" is 8.2.0); a
+// language with none (Plain Text, Executable) is 0.0.0.
+func pistonVersion(v string) string {
+	var n semver
+	parts := strings.FieldsFunc(v, func(r rune) bool { return r == '.' })
+	for i := 0; i < len(parts) && i < 3; i++ {
+		d := parts[i]
+		end := 0
+		for end < len(d) && d[end] >= '0' && d[end] <= '9' {
+			end++
+		}
+		x, err := strconv.Atoi(d[:end])
+		if err != nil {
+			break
+		}
+		n[i] = x
+		if end < len(d) {
+			break // "2rc1": what follows the number is not a version part
+		}
+	}
+	return fmt.Sprintf("%d.%d.%d", n[0], n[1], n[2])
 }

@@ -113,3 +113,19 @@ func TestPistonClients(t *testing.T) {
 	s := startLiveService(t, false, "python3", "c")
 	runNode(t, nil, "test/piston.mjs", s.url)
 }
+
+// TestPistonVersion: Piston's clients parse every runtime's version as
+// major.minor.patch, so ours are shown in that form.
+func TestPistonVersion(t *testing.T) {
+	for in, want := range map[string]string{
+		"3.11.2": "3.11.2", "3.1.2.0": "3.1.2", "8.2": "8.2.0", "17": "17.0.0", "": "0.0.0",
+		"2.4.21": "2.4.21", "1.19.8": "1.19.8", "9.0.4rc1": "9.0.4", "v1": "0.0.0",
+	} {
+		if got := pistonVersion(in); got != want {
+			t.Errorf("pistonVersion(%q) = %q, want %q", in, got, want)
+		}
+		if !semverSatisfies(pistonVersion(in), "*") {
+			t.Errorf("%q is not a version that * satisfies", pistonVersion(in))
+		}
+	}
+}

@@ -68,10 +68,10 @@ async function clientChecks() {
   // Errors: 400 and Piston's message.
   let r = await fetch(`${server}/api/v2/execute`, {
     method: 'POST', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ language: 'cobol', version: '*', files: [{ content: 'x' }] }),
+    body: JSON.stringify({ language: 'klingon', version: '*', files: [{ content: 'x' }] }),
   });
   assert.equal(r.status, 400);
-  assert.deepEqual(await r.json(), { message: 'cobol-* runtime is unknown' });
+  assert.deepEqual(await r.json(), { message: 'klingon-* runtime is unknown' });
   r = await fetch(`${server}/api/v2/packages`, { method: 'POST', body: '{"language":"python","version":"3.12.0"}' });
   const msg = await r.json();
   assert.equal(r.status, 501);
@@ -139,7 +139,7 @@ async function socketChecks() {
   // Piston's close codes.
   for (const [first, code] of [
     [{ type: 'data', stream: 'stdin', data: 'x' }, 4003],
-    [{ type: 'init', language: 'cobol', files: [{ content: 'x' }] }, 4002],
+    [{ type: 'init', language: 'klingon', files: [{ content: 'x' }] }, 4002],
   ]) {
     res = await connect(() => {}, first);
     assert.equal(res.code, code, JSON.stringify(res));
