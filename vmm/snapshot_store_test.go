@@ -18,7 +18,7 @@ func fakeSnapshot(t *testing.T) (Config, *Snapshot, []byte) {
 	}
 	dir := t.TempDir()
 	cfg := Config{QEMU: "/usr/bin/qemu-system-x86_64", MemoryMiB: 4, Accel: AccelTCG, RunDir: dir}
-	for name, p := range map[string]*string{"vmlinux": &cfg.Kernel, "agent.cpio": &cfg.Initramfs, "rootfs.ext4": &cfg.Image} {
+	for name, p := range map[string]*string{"vmlinux": &cfg.Kernel, "agent.cpio": &cfg.Initramfs, "layer.ext4": &cfg.Image, "base.ext4": &cfg.Base} {
 		*p = filepath.Join(dir, name)
 		if err := os.WriteFile(*p, []byte(name), 0o644); err != nil {
 			t.Fatal(err)
@@ -88,10 +88,10 @@ func TestSnapshotStoreAndLoad(t *testing.T) {
 	}
 }
 
-// A changed image or agent (initramfs) gives another key: the stored
-// snapshot is not found, so a new one is built.
+// A changed layer, base image or agent (initramfs) gives another key: the
+// stored snapshot is not found, so a new one is built.
 func TestSnapshotInvalidatedByChangedInputs(t *testing.T) {
-	for _, change := range []string{"image", "initramfs", "memory"} {
+	for _, change := range []string{"image", "base", "initramfs", "memory"} {
 		t.Run(change, func(t *testing.T) {
 			cfg, snap, _ := fakeSnapshot(t)
 			cache := t.TempDir()
@@ -103,7 +103,14 @@ func TestSnapshotInvalidatedByChangedInputs(t *testing.T) {
 				// Rewritten in place with the same size: only its
 				// identity (modification time) tells.
 				time.Sleep(10 * time.Millisecond)
-				if err := os.WriteFile(cfg.Image, []byte("rootfs.ext5"), 0o644); err != nil {
+				if err := os.WriteFile(cfg.Image, []byte("layer.ext5"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			case "base":
+				// A rebuilt base must not leave stale templates of
+				// every language on it.
+				time.Sleep(10 * time.Millisecond)
+				if err := os.WriteFile(cfg.Base, []byte("base.ext5"), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			case "initramfs":
