@@ -1054,14 +1054,27 @@ func (l *live) resume(c command) {
 		return
 	}
 	path := l.pauseFile()
-	f, err := os.Open(path)
-	if err == nil {
+	var err error
+	// A QEMU that fails to start (seen once in CI under load: it exited
+	// before its QMP socket) has not read the saved state, and the
+	// session is still paused: the file is read again by a second try.
+	for attempt := 1; attempt <= 2; attempt++ {
+		var f *os.File
+		if f, err = os.Open(path); err != nil {
+			break
+		}
 		var st sandbox.PauseStats
 		st, err = l.sess.Resume(bufio.NewReaderSize(f, 1<<20))
 		f.Close()
 		if err == nil {
-			h.log.Info("session resumed", "session", l.rec.ID, "took", st.Took)
+			h.log.Info("session resumed", "session", l.rec.ID, "took", st.Took, "attempt", attempt)
+			break
 		}
+		h.log.Warn("session resume failed", "session", l.rec.ID, "attempt", attempt, "err", err)
+		if !errors.Is(err, sandbox.ErrNotPaused) && l.sess.Err() == nil {
+			continue
+		}
+		break
 	}
 	if err != nil {
 		l.end(StateLost, "it could not be resumed: "+firstLine(err.Error()))
