@@ -478,16 +478,22 @@ func (s *Server) stopKernel(ctx context.Context, own, id string, cc *codeContext
 	return err
 }
 
-func (s *Server) e2bDeleteContext(c echo.Context) error {
+// e2bContext is the caller's sandbox and the code context the route names.
+func (s *Server) e2bContext(c echo.Context) (string, *session.Record, *codeContext, error) {
 	own, rec, err := s.e2bSandbox(c)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	cc, err := s.loadContext(c.Request().Context(), rec.ID, c.Param("cid"))
+	return own, rec, cc, err
+}
+
+func (s *Server) e2bDeleteContext(c echo.Context) error {
+	own, rec, cc, err := s.e2bContext(c)
 	if err != nil {
 		return e2bCodeError(c, err)
 	}
 	ctx := c.Request().Context()
-	cc, err := s.loadContext(ctx, rec.ID, c.Param("cid"))
-	if err != nil {
-		return e2bCodeError(c, err)
-	}
 	if err := s.stopKernel(ctx, own, rec.ID, cc); err != nil {
 		return e2bCodeError(c, err)
 	}
@@ -498,15 +504,11 @@ func (s *Server) e2bDeleteContext(c echo.Context) error {
 }
 
 func (s *Server) e2bRestartContext(c echo.Context) error {
-	own, rec, err := s.e2bSandbox(c)
+	own, rec, cc, err := s.e2bContext(c)
 	if err != nil {
 		return e2bCodeError(c, err)
 	}
 	ctx := c.Request().Context()
-	cc, err := s.loadContext(ctx, rec.ID, c.Param("cid"))
-	if err != nil {
-		return e2bCodeError(c, err)
-	}
 	if cc.python() {
 		if err := s.stopKernel(ctx, own, rec.ID, cc); err != nil {
 			return e2bCodeError(c, err)
