@@ -13,9 +13,10 @@ import "sort"
 // with a short comment where the purpose is not obvious: every name in
 // jailer/trace/qemu-tcg-syscalls.txt but io_uring_setup (which gets ENOSYS:
 // see enosysSyscalls), plus getpid, tgkill and rt_sigreturn (signals no
-// traced run sent) and epoll_ctl and epoll_pwait (see epoll_create1). The filter is loaded on the exec thread alone, so the
-// jail init's Go runtime needs nothing here. seccomp_list_test.go keeps the
-// list equal to the trace with those changes.
+// traced run sent) and epoll_ctl and epoll_pwait (see epoll_create1), and nanosleep and sched_yield: the filter is loaded
+// on the exec thread alone, but the jail init's Go runtime still runs on
+// that thread until execve. seccomp_list_test.go keeps the list equal to
+// the trace with those changes.
 var tcgSyscalls = []string{
 	"accept4",    // the agent and QMP sockets (server=on) take the host's connection
 	"access",     // loader; QEMU looks up qemu-bundle, qboot.rom, accel-tcg-x86_64.so
@@ -58,6 +59,12 @@ var tcgSyscalls = []string{
 	"mprotect",
 	"mremap",
 	"munmap",
+	// Not traced: the jail init's Go runtime, on the exec thread, between
+	// loading this filter and execve (its lock and scheduler paths sleep
+	// in usleep and spin in osyield). CI saw the init killed by SIGSYS on
+	// sched_yield, which QEMU's start reported as "qemu exited during
+	// start" with an empty log.
+	"nanosleep",
 	"newfstatat",
 	"openat",
 	"poll",  // glib GMainContext of the monitor's I/O thread
@@ -78,6 +85,7 @@ var tcgSyscalls = []string{
 	// (SIG_IPI) is a handled signal.
 	"rt_sigreturn",
 	"sched_getaffinity", // glibc/libnuma: the CPU count
+	"sched_yield",       // not traced: the jail init's Go runtime, see nanosleep
 	"seccomp",           // QEMU installs its own -sandbox filter (and probes the actions)
 	"sendmsg",           // chardev sockets: QMP replies, agent frames
 	"set_mempolicy",     // libnuma constructor

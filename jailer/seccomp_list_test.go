@@ -10,8 +10,10 @@ import (
 )
 
 // notTraced are the tcgSyscalls that jailer/trace/trace-qemu cannot see:
-// signal handling that no traced run reached. See seccomp_list.go.
-var notTraced = []string{"epoll_ctl", "epoll_pwait", "getpid", "rt_sigreturn", "tgkill"}
+// signal handling that no traced run reached, and what the jail init's Go
+// runtime may call between loading the filter and execve. See
+// seccomp_list.go.
+var notTraced = []string{"epoll_ctl", "epoll_pwait", "getpid", "nanosleep", "rt_sigreturn", "sched_yield", "tgkill"}
 
 // dangerous must never be allowed to QEMU under TCG: if a trace ever shows
 // one, look at why rather than adding it.
