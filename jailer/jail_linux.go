@@ -118,6 +118,7 @@ type Jail struct {
 	dir    string
 	log    *slog.Logger
 	exited chan struct{}
+	status string // how the program ended (exec.ExitError's text); set before exited closes
 }
 
 // ErrRoot is returned when the jailer does not run as root.
@@ -222,7 +223,7 @@ func Start(cfg Config) (j *Jail, err error) {
 	}
 	j = &Jail{cmd: cmd, cg: cg, dir: dir, log: cfg.Logger, exited: make(chan struct{})}
 	go func() {
-		_ = cmd.Wait()
+		j.status = waitStatus(cmd.Wait())
 		close(j.exited)
 	}()
 	cfg.Logger.Debug("jail started", "id", cfg.ID, "pid", cmd.Process.Pid, "uid", cfg.UID)
@@ -234,6 +235,22 @@ func (j *Jail) Pid() int { return j.cmd.Process.Pid }
 
 // Exited is closed when the program has ended.
 func (j *Jail) Exited() <-chan struct{} { return j.exited }
+
+// Status says how the program ended ("exit status 1", "signal: bad system
+// call"), once Exited is closed: a program killed by a signal prints
+// nothing, and this is then all there is to tell why.
+func (j *Jail) Status() string {
+	<-j.exited
+	return j.status
+}
+
+// waitStatus is Wait's error as a status: a clean exit is "exit status 0".
+func waitStatus(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
 
 // Kill kills the program and waits for it.
 func (j *Jail) Kill() {

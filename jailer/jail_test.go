@@ -130,6 +130,10 @@ func runProbe(t *testing.T, cfg Config) outcome {
 	var ws syscall.WaitStatus
 	if st := j.cmd.ProcessState; st != nil {
 		ws = st.Sys().(syscall.WaitStatus)
+		// Status is what a VM's start error shows of a silent death.
+		if got := j.Status(); got != st.String() {
+			t.Errorf("Status() = %q, want %q", got, st.String())
+		}
 	}
 	assertGone(t, cfg)
 	return outcome{out[0], out[1], ws}

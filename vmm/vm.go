@@ -106,6 +106,7 @@ type VM struct {
 	agent  net.Conn
 	log    *slog.Logger
 	exited chan struct{} // closed when the QEMU process is reaped
+	status func() string // how QEMU ended, once exited is closed
 	stop   func() bool   // detaches the context watcher; guarded by mu
 
 	mu     sync.Mutex // guards qmp, agent and closed against Close from ctx
@@ -382,8 +383,14 @@ func (vm *VM) launch(cfg Config, qlog *os.File) error {
 		}
 		vm.pid = cmd.Process.Pid
 		vm.kill = func() error { _ = cmd.Process.Kill(); <-vm.exited; return nil }
+		var status string
+		vm.status = func() string { <-vm.exited; return status }
 		go func() {
-			_ = cmd.Wait()
+			if err := cmd.Wait(); err != nil {
+				status = err.Error()
+			} else {
+				status = "exit status 0"
+			}
 			close(vm.exited)
 		}()
 		return nil
@@ -435,6 +442,7 @@ func (vm *VM) launch(cfg Config, qlog *os.File) error {
 		j.UIDs.Release(uid)
 		return err
 	}
+	vm.status = jail.Status
 	go func() {
 		<-jail.Exited()
 		close(vm.exited)
@@ -506,7 +514,7 @@ func (vm *VM) dial(name string, deadline time.Time) (net.Conn, error) {
 		}
 		select {
 		case <-vm.exited:
-			return nil, errors.New("qemu exited during start")
+			return nil, fmt.Errorf("qemu exited during start (%s)%s", vm.status(), signalHint(vm.status()))
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -555,6 +563,17 @@ func (vm *VM) handshake(deadline time.Time) (protocol.Hello, error) {
 		return hello, fmt.Errorf("%w: agent %d, host %d: rebuild the agent (make agent)", ErrAgentVersion, hello.Version, protocol.Version)
 	}
 	return hello, err
+}
+
+// signalHint explains the signals QEMU can die of before printing anything.
+func signalHint(status string) string {
+	switch {
+	case strings.Contains(status, "bad system call"):
+		return ": the seccomp filter killed it; the kernel's audit log (dmesg) names the syscall"
+	case strings.Contains(status, "killed"):
+		return ": SIGKILL, e.g. its cgroup's OOM killer (dmesg) or a closing worker"
+	}
+	return ""
 }
 
 // diagnostics returns the tail of QEMU's own log and of the guest console.
