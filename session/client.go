@@ -354,10 +354,13 @@ func (c *Client) Info(ctx context.Context, owner, id string) (*Info, error) {
 }
 
 // Delete kills a session and forgets it. An ended session's record is
-// removed too.
+// removed too, also when it ended while the delete was on its way.
 func (c *Client) Delete(ctx context.Context, owner, id string) error {
 	rec, err := c.Get(ctx, owner, id)
 	var gone *GoneError
+	if err == nil {
+		err = c.call(ctx, rec, opDelete, nil, c.cfg.ReplyTimeout, nil)
+	}
 	if errors.As(err, &gone) {
 		_, derr := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			p.Del(ctx, c.keys.record(id), c.keys.procs(id))
@@ -366,10 +369,7 @@ func (c *Client) Delete(ctx context.Context, owner, id string) error {
 		})
 		return derr
 	}
-	if err != nil {
-		return err
-	}
-	return c.call(ctx, rec, opDelete, nil, c.cfg.ReplyTimeout, nil)
+	return err
 }
 
 // Keepalive pushes a session's expiry: now + timeout (0: its own).

@@ -290,6 +290,22 @@ func (h *Host) refresh() {
 	}
 }
 
+// ended is the end of a session this host no longer holds, from its
+// record: a client that read the record just before the session ended
+// learns how it ended, not that it never was. Nil if the record does not
+// say it ended.
+func (h *Host) ended(id string) *GoneError {
+	raw, err := h.cfg.Redis.Get(h.ctx, h.keys.record(id)).Bytes()
+	if err != nil {
+		return nil
+	}
+	var rec Record
+	if json.Unmarshal(raw, &rec) != nil || (rec.State != StateExpired && rec.State != StateLost) {
+		return nil
+	}
+	return &GoneError{State: rec.State, Reason: rec.Reason}
+}
+
 // dispatch routes a command: creates run at once, each in a goroutine;
 // everything of a session goes to its ordered queue.
 func (h *Host) dispatch(c command) {
@@ -302,6 +318,10 @@ func (h *Host) dispatch(c command) {
 	l := h.sessions[c.Session]
 	h.mu.Unlock()
 	if l == nil {
+		if gone := h.ended(c.Session); gone != nil {
+			h.answer(c, reply{Gone: gone})
+			return
+		}
 		h.answer(c, reply{Error: &RequestError{Code: http.StatusNotFound, Message: ErrNotFound.Error()}})
 		return
 	}
@@ -566,12 +586,16 @@ func (l *live) end(state, reason string) {
 	owner := l.rec.Owner
 	l.mu.Unlock()
 	h := l.h
+	// The record says it ended before the host forgets the session and
+	// spends seconds closing its VM: a call in that gap read a running
+	// record, reached a host that no longer knew the session, and got 404
+	// for a session that had expired.
+	_ = h.save(l)
 	h.mu.Lock()
 	delete(h.sessions, l.rec.ID)
 	h.mu.Unlock()
 	_ = l.sess.Close()
 	_ = os.Remove(l.pauseFile())
-	_ = h.save(l)
 	if h.cfg.Observer != nil {
 		h.cfg.Observer.SessionEnded(owner, state)
 	}
@@ -651,7 +675,10 @@ func (l *live) gone() *GoneError {
 // handle does one command of the session.
 func (l *live) handle(c command) {
 	h := l.h
-	if l.sess.Err() != nil {
+	l.mu.Lock()
+	ended := l.ended
+	l.mu.Unlock()
+	if ended || l.sess.Err() != nil {
 		h.answer(c, reply{Gone: l.gone()})
 		return
 	}
