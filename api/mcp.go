@@ -117,12 +117,19 @@ type apiResponse struct {
 
 // call sends a request of the native API with the caller's credentials.
 func (t *mcpTools) call(ctx context.Context, req *mcp.CallToolRequest, method, route string, body io.Reader, ctype string) (*apiResponse, error) {
+	return t.callWith(ctx, req, method, route, body, http.Header{"Content-Type": {ctype}})
+}
+
+// callWith sends a request with these headers (an empty one is not sent).
+func (t *mcpTools) callWith(ctx context.Context, req *mcp.CallToolRequest, method, route string, body io.Reader, hdr http.Header) (*apiResponse, error) {
 	r, err := http.NewRequestWithContext(ctx, method, t.base+route, body)
 	if err != nil {
 		return nil, err
 	}
-	if ctype != "" {
-		r.Header.Set("Content-Type", ctype)
+	for k, vs := range hdr {
+		if len(vs) > 0 && vs[0] != "" {
+			r.Header.Set(k, vs[0])
+		}
 	}
 	if t.key != "" {
 		r.Header.Set("X-API-Key", t.key)
@@ -387,7 +394,9 @@ func newMCPServer(t *mcpTools, version string) *mcp.Server {
 			`"timeout":{"type":"number","description":"Seconds without a call before the session ends by itself; the server's default and maximum apply."}`,
 			"language"), t.createSession)
 	add("exec", "Run in a session", "Run code of the session's language, or a bash command line, in a session, and wait for it to end: "+
-		"stdout, stderr, exit code, verdict, time. It runs in /box, where the session's files are.", annotations(false, true, false),
+		"stdout, stderr, exit code, verdict, time. It runs in /box, where the session's files are. "+
+		"In a python3-data session, code (without stdin) is a cell of the session's Python kernel instead: variables and imports persist "+
+		"from one exec to the next, the last expression's value is returned as text, each matplotlib figure as a PNG image, an exception as error.", annotations(false, true, false),
 		schema(propSession+`,"code":{"type":"string","description":"A program in the session's language (give code or command)."},`+
 			`"command":{"type":"string","description":"A bash command line (give code or command)."},`+
 			`"stdin":{"type":"string","description":"Its standard input."},`+propTimeout,
@@ -580,6 +589,19 @@ func (t *mcpTools) exec(ctx context.Context, req *mcp.CallToolRequest) (*mcp.Cal
 	if bad := a.done(); bad != nil {
 		return bad, nil
 	}
+	if hasCode && body["stdin"] == nil {
+		// Code of a language whose sessions run a kernel is a cell of it.
+		var rec struct {
+			Language string `json:"language"`
+		}
+		if bad := t.callJSON(ctx, req, http.MethodGet, a.sessionRoute(), nil, &rec, nil); bad != nil {
+			return bad, nil
+		}
+		if l, err := languages.Lookup(rec.Language); err == nil && l.Prestart != nil && l.Prestart.Tag == languages.PythonKernelTag {
+			id, _ := a.str("session", true)
+			return t.cell(ctx, req, id, code, a.number("timeout")), nil
+		}
+	}
 	var out map[string]any
 	if bad := t.callJSON(ctx, req, http.MethodPost, route, body, &out, map[string]string{"argv": "command"}); bad != nil {
 		return bad, nil
@@ -587,6 +609,81 @@ func (t *mcpTools) exec(ctx context.Context, req *mcp.CallToolRequest) (*mcp.Cal
 	setVerdict(out, out["status"])
 	delete(out, "status")
 	return jsonResult(out), nil
+}
+
+// cell runs code as a cell of a session's Python kernel, through the
+// code interpreter's POST /execute: variables and imports persist from
+// one exec to the next, the last expression's value comes back as text
+// (and HTML), each figure as image content (PNG), an exception as error
+// (name, value, traceback).
+func (t *mcpTools) cell(ctx context.Context, req *mcp.CallToolRequest, id, code string, timeout json.RawMessage) *mcp.CallToolResult {
+	wait := defaultExecTimeout
+	if timeout != nil {
+		v, _ := strconv.ParseFloat(string(timeout), 64)
+		if v <= 0 || v > maxExecTimeout.Seconds() {
+			return toolError("invalid arguments: timeout: must be greater than 0 and at most %v seconds", maxExecTimeout.Seconds())
+		}
+		wait = time.Duration(v * float64(time.Second))
+	}
+	cctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	b, _ := json.Marshal(map[string]string{"code": code})
+	resp, err := t.callWith(cctx, req, http.MethodPost, "/execute", bytes.NewReader(b),
+		http.Header{"Content-Type": {"application/json"}, "E2b-Sandbox-Id": {id}})
+	if err != nil {
+		if cctx.Err() != nil && ctx.Err() == nil {
+			return toolError("the cell did not end within %v; it goes on in the kernel, and the next cell waits for it", wait)
+		}
+		return toolError("the microbox API could not be reached: %v", err)
+	}
+	if resp.code/100 != 2 {
+		return apiError(resp, nil)
+	}
+	var stdout, stderr strings.Builder
+	out := map[string]any{"session": id}
+	var results []map[string]any
+	var images []mcp.Content
+	for _, ln := range bytes.Split(resp.body, []byte("\n")) {
+		var m map[string]any
+		if json.Unmarshal(ln, &m) != nil {
+			continue
+		}
+		switch m["type"] {
+		case "stdout":
+			s, _ := m["text"].(string)
+			stdout.WriteString(s)
+		case "stderr":
+			s, _ := m["text"].(string)
+			stderr.WriteString(s)
+		case "result":
+			r := map[string]any{}
+			for _, k := range []string{"text", "html", "markdown", "json"} {
+				if v, ok := m[k]; ok {
+					r[k] = v
+				}
+			}
+			if png, _ := m["png"].(string); png != "" {
+				data, err := base64.StdEncoding.DecodeString(png)
+				if err == nil {
+					r["image"] = len(images) // the index of its image content after the text
+					images = append(images, &mcp.ImageContent{Data: data, MIMEType: "image/png"})
+				}
+			}
+			results = append(results, r)
+		case "error":
+			delete(m, "type")
+			out["error"] = m
+		case "number_of_executions":
+			out["execution_count"] = m["execution_count"]
+		}
+	}
+	out["stdout"], out["stderr"], out["results"] = stdout.String(), stderr.String(), results
+	if results == nil {
+		out["results"] = []any{}
+	}
+	res := jsonResult(out)
+	res.Content = append(res.Content, images...)
+	return res
 }
 
 // fileRoute is the route of a file of a session: the path as one escaped
