@@ -203,6 +203,34 @@ const checks = {
     }
   },
 
+  // python3-data's sandboxes are clones of its session snapshot, whose
+  // kernel has NumPy, pandas and Matplotlib imported already; each clone
+  // reseeds Python's and NumPy's generators, so two draw different numbers.
+  async prestart() {
+    const [a, b] = await Promise.all([Sandbox.create(), Sandbox.create()])
+    try {
+      for (const sbx of [a, b]) {
+        const res = await fetch(`${process.env.E2B_API_URL}/v1/sessions/${sbx.sandboxId}`, { headers: { 'X-API-Key': process.env.E2B_API_KEY } })
+        const rec = await res.json()
+        assert.equal(rec.language, 'python3-data', JSON.stringify(rec))
+        assert.equal(rec.start, 'session-snapshot', 'cloned from the session snapshot: ' + JSON.stringify(rec))
+      }
+      const loaded = await a.runCode('import sys\nsorted(m for m in ("numpy", "pandas", "matplotlib.pyplot") if m in sys.modules)')
+      assert.equal(loaded.text, "['matplotlib.pyplot', 'numpy', 'pandas']", 'imported before the first cell: ' + JSON.stringify(loaded))
+      const draw = 'import random, os, numpy\n[random.getrandbits(64), os.urandom(8).hex(), int(numpy.random.randint(0, 2**62)), float(numpy.random.rand())]'
+      const [ra, rb] = await Promise.all([a.runCode(draw), b.runCode(draw)])
+      assert.equal(ra.error, undefined, JSON.stringify(ra.error))
+      assert.equal(rb.error, undefined, JSON.stringify(rb.error))
+      console.log(`draws: ${ra.text} ${rb.text}`)
+      const [xa, xb] = [ra.text, rb.text].map((t) => t.slice(1, -1).split(', '))
+      for (const [i, what] of ['random', 'os.urandom', 'numpy.random.randint', 'numpy.random.rand'].entries()) {
+        assert.notEqual(xa[i], xb[i], `${what} drew the same in both clones`)
+      }
+    } finally {
+      await Promise.all([a.kill(), b.kill()])
+    }
+  },
+
   // A matplotlib figure comes back as a PNG (the python3-data image).
   async plot() {
     const sbx = await Sandbox.create()
