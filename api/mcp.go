@@ -97,6 +97,10 @@ func (w *bufferedResponse) WriteHeader(code int) {
 		w.code = code
 	}
 }
+// Flush does nothing: the answer is read once the handler returns (the
+// code interpreter's /execute flushes each line).
+func (w *bufferedResponse) Flush() {}
+
 func (w *bufferedResponse) Write(b []byte) (int, error) {
 	w.WriteHeader(http.StatusOK)
 	return w.body.Write(b)
