@@ -64,7 +64,7 @@ func runE2BNode(t *testing.T, node string, env []string, args ...string) []byte 
 func TestE2BSDK(t *testing.T) {
 	node := e2bNode(t)
 	live := startLiveService(t, true, "python3")
-	checks := []string{"create", "runcode", "files", "commands", "background", "timeout", "kill", "tenants", "pause", "random"}
+	checks := []string{"create", "runcode", "files", "commands", "background", "timeout", "kill", "tenants", "pause", "random", "watch"}
 	// The plot needs matplotlib: the python3-data image, when built; its
 	// session snapshot, with the kernel's imports done, is built first
 	// (minutes under TCG): not with -short.

@@ -118,6 +118,34 @@ const checks = {
     }
   },
 
+  // watchDir sees a file made, written and removed (envd's WatchDir,
+  // served by polling the directory).
+  async watch() {
+    const sbx = await Base.create()
+    try {
+      await sbx.files.makeDir('w')
+      const seen = []
+      const h = await sbx.files.watchDir('w', (e) => seen.push(`${e.type} ${e.name}`))
+      const after = async (from, want) => {
+        for (let i = 0; i < 240 && !seen.slice(from).includes(want); i++) await new Promise((r) => setTimeout(r, 250))
+        assert.ok(seen.slice(from).includes(want), `${want} not seen: ${JSON.stringify(seen)}`)
+      }
+      let from = seen.length
+      await sbx.files.write('w/a.txt', 'one')
+      await after(from, 'create a.txt')
+      from = seen.length
+      await sbx.files.write('w/a.txt', 'two two')
+      await after(from, 'write a.txt')
+      from = seen.length
+      await sbx.files.remove('w/a.txt')
+      await after(from, 'remove a.txt')
+      await h.stop()
+      assert.ok(!seen.some((e) => !e.endsWith(' a.txt')), 'only a.txt changed: ' + JSON.stringify(seen))
+    } finally {
+      await sbx.kill()
+    }
+  },
+
   // A background command, listed, then killed.
   async background() {
     const sbx = await Base.create()
