@@ -97,6 +97,7 @@ func (w *bufferedResponse) WriteHeader(code int) {
 		w.code = code
 	}
 }
+
 // Flush does nothing: the answer is read once the handler returns (the
 // code interpreter's /execute flushes each line).
 func (w *bufferedResponse) Flush() {}
