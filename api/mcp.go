@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -127,6 +128,13 @@ func (t *mcpTools) call(ctx context.Context, req *mcp.CallToolRequest, method, r
 
 // callWith sends a request with these headers (an empty one is not sent).
 func (t *mcpTools) callWith(ctx context.Context, req *mcp.CallToolRequest, method, route string, body io.Reader, hdr http.Header) (*apiResponse, error) {
+	return t.callLines(ctx, req, method, route, body, hdr, nil)
+}
+
+// callLines sends a request; with a line function, a 2xx answer's lines
+// go to it as they come (their total bounded as a whole answer's), and
+// the answer returned has no body.
+func (t *mcpTools) callLines(ctx context.Context, req *mcp.CallToolRequest, method, route string, body io.Reader, hdr http.Header, line func([]byte)) (*apiResponse, error) {
 	r, err := http.NewRequestWithContext(ctx, method, t.base+route, body)
 	if err != nil {
 		return nil, err
@@ -150,6 +158,21 @@ func (t *mcpTools) callWith(ctx context.Context, req *mcp.CallToolRequest, metho
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if line != nil && resp.StatusCode/100 == 2 {
+		lr := &io.LimitedReader{R: resp.Body, N: mcpMaxAnswer + 1}
+		sc := bufio.NewScanner(lr)
+		sc.Buffer(make([]byte, 0, 64<<10), mcpMaxAnswer+1)
+		for sc.Scan() {
+			line(sc.Bytes())
+		}
+		if err := sc.Err(); err != nil {
+			return nil, err
+		}
+		if lr.N == 0 {
+			return nil, fmt.Errorf("the answer is over %d bytes", mcpMaxAnswer)
+		}
+		return &apiResponse{code: resp.StatusCode, header: resp.Header}, nil
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, mcpMaxAnswer+1))
 	if err != nil {
 		return nil, err
@@ -620,7 +643,10 @@ func (t *mcpTools) exec(ctx context.Context, req *mcp.CallToolRequest) (*mcp.Cal
 // code interpreter's POST /execute: variables and imports persist from
 // one exec to the next, the last expression's value comes back as text
 // (and HTML), each figure as image content (PNG), an exception as error
-// (name, value, traceback).
+// (name, value, traceback). A client that sent a progress token is sent
+// the cell's output as it comes, as progress notifications whose message
+// is the text (where the transport carries them: stdio; /mcp answers each
+// call with one JSON response, and drops them).
 func (t *mcpTools) cell(ctx context.Context, req *mcp.CallToolRequest, id, code string, timeout json.RawMessage) *mcp.CallToolResult {
 	wait := defaultExecTimeout
 	if timeout != nil {
@@ -633,33 +659,32 @@ func (t *mcpTools) cell(ctx context.Context, req *mcp.CallToolRequest, id, code 
 	cctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	b, _ := json.Marshal(map[string]string{"code": code})
-	resp, err := t.callWith(cctx, req, http.MethodPost, "/execute", bytes.NewReader(b),
-		http.Header{"Content-Type": {"application/json"}, "E2b-Sandbox-Id": {id}})
-	if err != nil {
-		if cctx.Err() != nil && ctx.Err() == nil {
-			return toolError("the cell did not end within %v; it goes on in the kernel, and the next cell waits for it", wait)
-		}
-		return toolError("the microbox API could not be reached: %v", err)
-	}
-	if resp.code/100 != 2 {
-		return apiError(resp, nil)
-	}
 	var stdout, stderr strings.Builder
 	out := map[string]any{"session": id}
 	var results []map[string]any
 	var images []mcp.Content
-	for _, ln := range bytes.Split(resp.body, []byte("\n")) {
+	var token any
+	if req != nil && req.Params != nil && req.Session != nil {
+		token = req.Params.GetProgressToken()
+	}
+	printed := 0
+	line := func(ln []byte) {
 		var m map[string]any
 		if json.Unmarshal(ln, &m) != nil {
-			continue
+			return
 		}
 		switch m["type"] {
-		case "stdout":
+		case "stdout", "stderr":
 			s, _ := m["text"].(string)
-			stdout.WriteString(s)
-		case "stderr":
-			s, _ := m["text"].(string)
-			stderr.WriteString(s)
+			if m["type"] == "stdout" {
+				stdout.WriteString(s)
+			} else {
+				stderr.WriteString(s)
+			}
+			if token != nil && s != "" {
+				printed += len(s)
+				_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token, Progress: float64(printed), Message: s})
+			}
 		case "result":
 			r := map[string]any{}
 			for _, k := range []string{"text", "html", "markdown", "json"} {
@@ -681,6 +706,17 @@ func (t *mcpTools) cell(ctx context.Context, req *mcp.CallToolRequest, id, code 
 		case "number_of_executions":
 			out["execution_count"] = m["execution_count"]
 		}
+	}
+	resp, err := t.callLines(cctx, req, http.MethodPost, "/execute", bytes.NewReader(b),
+		http.Header{"Content-Type": {"application/json"}, "E2b-Sandbox-Id": {id}}, line)
+	if err != nil {
+		if cctx.Err() != nil && ctx.Err() == nil {
+			return toolError("the cell did not end within %v; it goes on in the kernel, and the next cell waits for it", wait)
+		}
+		return toolError("the microbox API could not be reached: %v", err)
+	}
+	if resp.code/100 != 2 {
+		return apiError(resp, nil)
 	}
 	out["stdout"], out["stderr"], out["results"] = stdout.String(), stderr.String(), results
 	if results == nil {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -310,6 +311,54 @@ func TestMCPCellImage(t *testing.T) {
 		t.Errorf("exec command: %v", x)
 	}
 	mcpErr(t, cs, "exec", map[string]any{"session": id, "code": "1", "timeout": -1}, "timeout: must be greater than 0")
+
+	// The stdio server (microbox mcp's, over HTTP to the API) sends a
+	// cell's output as progress notifications to a client that asks.
+	var mu sync.Mutex
+	var progress []string
+	stdio := NewMCPServer(s.url, liveKey, http.DefaultClient, "test")
+	ct, st := mcp.NewInMemoryTransports()
+	ss, err := stdio.Connect(context.Background(), st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	client := mcp.NewClient(&mcp.Implementation{Name: "microbox-test", Version: "1"}, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+			mu.Lock()
+			progress = append(progress, r.Params.Message)
+			mu.Unlock()
+		}})
+	pcs, err := client.Connect(context.Background(), ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pcs.Close()
+	params := &mcp.CallToolParams{Name: "exec", Arguments: map[string]any{"session": id,
+		"code": "import time\nfor i in range(3):\n    print('line', i, flush=True)\n    time.sleep(0.2)"}}
+	params.SetProgressToken("cell-1")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pres, err := pcs.CallTool(ctx, params)
+	if err != nil || pres.IsError {
+		t.Fatalf("exec over the stdio server: %v %v", err, pres)
+	}
+	want := "line 0\nline 1\nline 2\n"
+	if out := pres.StructuredContent.(map[string]any); out["stdout"] != want {
+		t.Errorf("exec over the stdio server: %v", out)
+	}
+	got := ""
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		got = strings.Join(progress, "")
+		mu.Unlock()
+		if got == want {
+			break
+		}
+	}
+	if got != want {
+		t.Errorf("progress notifications carried %q, want %q", got, want)
+	}
 }
 
 // notFound is a Doer for which every route is unknown.
