@@ -287,8 +287,9 @@ func (s *Server) e2bCreate(c echo.Context) error {
 	for k, msgs := range fe {
 		return e2bError(c, http.StatusBadRequest, k+": "+strings.Join(msgs, "; "))
 	}
-	// E2B's home is the work dir.
-	env = append(env, "HOME=/box")
+	// E2B's home is the work dir: every program's HOME is /box already
+	// (the agent's), and a session with no environment of its own can
+	// be a clone of its language's session snapshot.
 	rec, _, err := s.cfg.Sessions.Create(c.Request().Context(), owner(c), session.CreateRequest{
 		Language: lang, Timeout: ttl, Absolute: true, Env: env, Metadata: meta})
 	if err != nil {

@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,23 +12,22 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
 
+	"microbox/languages"
 	"microbox/sandbox"
 	"microbox/session"
 )
 
 // E2B's code interpreter (its port 49999: POST /execute streaming JSON
 // lines, and code contexts) on sessions. A Python context is a kernel of
-// our own, e2b_kernel.py, a process of the session fed cells on its stdin:
-// variables, imports and files persist from cell to cell. Other languages'
-// cells run statelessly, each a process of its own.
+// our own, languages.PythonKernel, a process of the session fed cells on
+// its stdin: variables, imports and files persist from cell to cell. The
+// default context's is the session's pre-started kernel when its language
+// has one (python3-data: its libraries imported in the session snapshot),
+// else one started on the first cell. Other languages' cells run
+// statelessly, each a process of its own.
 //
-// runCell is the one way a cell runs; the MCP server calls it too.
-
-//go:embed e2b_kernel.py
-var e2bKernel []byte
-
-// e2bKernelPath is where a session's kernel program is written.
-const e2bKernelPath = "/box/.microbox/e2b-kernel.py"
+// runCell is the one way a cell runs; MCP's exec reaches it through
+// /execute.
 
 // e2bDefaultContext is the Python context of cells that name none.
 const e2bDefaultContext = "default-python"
@@ -126,11 +124,11 @@ func statelessArgv(lang, code string) []string {
 // startKernel starts a context's kernel.
 func (s *Server) startKernel(ctx context.Context, own, id string, cc *codeContext) error {
 	info, err := s.cfg.Sessions.Exec(ctx, own, id, session.ExecRequest{
-		Argv: []string{"python3", "-u", e2bKernelPath}, Cwd: cc.Cwd, Stdin: true, Background: true,
-		Env:    []string{"MPLBACKEND=Agg", "PYTHONUNBUFFERED=1"},
+		Argv: []string{"python3", "-u", languages.PythonKernelPath}, Cwd: cc.Cwd, Stdin: true, Background: true,
+		Env:    languages.PythonKernelEnv,
 		Tag:    "e2b-kernel:" + cc.ID,
 		Limits: sandbox.Limits{Output: 1 << 30},
-		Files:  []session.FileData{{Path: e2bKernelPath, Data: e2bKernel, Mode: 0o644}},
+		Files:  []session.FileData{{Path: languages.PythonKernelPath, Data: languages.PythonKernel, Mode: 0o644}},
 	})
 	if err != nil {
 		return err
@@ -140,8 +138,21 @@ func (s *Server) startKernel(ctx context.Context, own, id string, cc *codeContex
 }
 
 // kernel returns a Python context's running kernel, starting one if it
-// has none (or its last one died: a fresh state then).
+// has none (or its last one died: a fresh state then). The default
+// context takes the session's pre-started kernel, if it has one.
 func (s *Server) kernel(ctx context.Context, own, id string, cc *codeContext) (session.ProcessInfo, error) {
+	if cc.PID == 0 && cc.ID == e2bDefaultContext {
+		procs, err := s.cfg.Sessions.Processes(ctx, own, id)
+		if err != nil {
+			return session.ProcessInfo{}, err
+		}
+		for _, p := range procs {
+			if p.Tag == languages.PythonKernelTag && p.Running {
+				cc.PID, cc.Cursor = p.PID, ""
+				return p, s.saveContext(ctx, id, cc)
+			}
+		}
+	}
 	if cc.PID > 0 {
 		p, err := s.cfg.Sessions.Process(ctx, own, id, cc.PID)
 		if err == nil && p.Running {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -374,6 +375,9 @@ func userName(id int) string {
 }
 
 func (s *Server) e2bFilesystem(c echo.Context) error {
+	if c.Param("method") == "WatchDir" {
+		return s.e2bWatchDir(c)
+	}
 	own, rec, err := s.e2bSandbox(c)
 	if err != nil {
 		return unaryError(c, err)
@@ -421,7 +425,7 @@ func (s *Server) e2bFilesystem(c echo.Context) error {
 		}
 		op = protocol.FileOp{Op: protocol.FileMove, Path: from, To: to}
 	default:
-		return unaryError(c, &connectError{"unimplemented", "filesystem." + method + " is not served (watching a directory is not supported)"})
+		return unaryError(c, &connectError{"unimplemented", "filesystem." + method + " is not served (WatchDir is; its unary watchers are not)"})
 	}
 	ctx := c.Request().Context()
 	if method == "MakeDir" {
@@ -764,4 +768,106 @@ func e2bEnd(e *session.Exit) map[string]any {
 		}
 	}
 	return m
+}
+
+// watchPoll is how often WatchDir lists the directory it watches.
+const watchPoll = 250 * time.Millisecond
+
+// e2bWatchDir serves envd's WatchDir, a server stream of the changes
+// under a directory, by listing it every watchPoll and comparing (the
+// agent has no inotify of its own to offer): a new path is a create, a
+// gone one a remove, a changed size or mtime a write, a changed mode a
+// chmod. A rename is a remove and a create; changes between two polls
+// that cancel out are not seen. Names are relative to the directory.
+func (s *Server) e2bWatchDir(c echo.Context) error {
+	cs := &connectStream{w: c.Response()}
+	own, rec, err := s.e2bSandbox(c)
+	if err != nil {
+		return cs.end(err)
+	}
+	var req struct {
+		Path      string `json:"path"`
+		Recursive bool   `json:"recursive"`
+	}
+	if err := readConnect(c, &req); err != nil {
+		return cs.end(err)
+	}
+	dir, err := e2bPath(req.Path)
+	if err != nil {
+		return cs.end(&connectError{"invalid_argument", "path: " + err.Error()})
+	}
+	op := protocol.FileOp{Op: protocol.FileList, Path: dir, Depth: 1}
+	if req.Recursive {
+		op.Depth = 32
+	}
+	ctx := c.Request().Context()
+	list := func() (map[string]protocol.FileInfo, error) {
+		done, err := s.cfg.Sessions.File(ctx, own, rec.ID, op)
+		if err != nil {
+			return nil, err
+		}
+		m := make(map[string]protocol.FileInfo, len(done.Entries))
+		for _, e := range done.Entries {
+			m[strings.TrimPrefix(strings.TrimPrefix(e.Path, dir), "/")] = e
+		}
+		return m, nil
+	}
+	prev, err := list()
+	if err != nil {
+		return cs.end(err)
+	}
+	if err := cs.send(map[string]any{"start": map[string]any{}}); err != nil {
+		return nil
+	}
+	poll := time.NewTicker(watchPoll)
+	defer poll.Stop()
+	var keepalive <-chan time.Time
+	if v, err := strconv.Atoi(c.Request().Header.Get("Keepalive-Ping-Interval")); err == nil && v > 0 {
+		t := time.NewTicker(time.Duration(min(v, 300)) * time.Second)
+		defer t.Stop()
+		keepalive = t.C
+	}
+	event := func(name, typ string) error {
+		return cs.send(map[string]any{"filesystem": map[string]any{"name": name, "type": "EVENT_TYPE_" + typ}})
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-keepalive:
+			if err := cs.send(map[string]any{"keepalive": map[string]any{}}); err != nil {
+				return nil
+			}
+			continue
+		case <-poll.C:
+		}
+		cur, err := list()
+		if err != nil {
+			return cs.end(err) // the directory or the sandbox is gone
+		}
+		var evs [][2]string
+		for name, e := range cur {
+			old, ok := prev[name]
+			switch {
+			case !ok:
+				evs = append(evs, [2]string{name, "CREATE"})
+			case old.Size != e.Size || !old.ModTime.Equal(e.ModTime):
+				evs = append(evs, [2]string{name, "WRITE"})
+			case old.Mode != e.Mode:
+				evs = append(evs, [2]string{name, "CHMOD"})
+			}
+		}
+		for name := range prev {
+			if _, ok := cur[name]; !ok {
+				evs = append(evs, [2]string{name, "REMOVE"})
+			}
+		}
+		slices.SortFunc(evs, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+		for _, ev := range evs {
+			if err := event(ev[0], ev[1]); err != nil {
+				return nil
+			}
+		}
+		prev = cur
+	}
 }

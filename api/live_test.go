@@ -26,6 +26,8 @@ type liveService struct {
 	url string
 	key string // the API key requests carry; "" without keys
 	rdb *redis.Client
+	// runner makes its VMs, for tests that prepare a snapshot first.
+	runner *sandbox.Runner
 }
 
 // liveKey is the key of a liveService started with keys; otherKey is a
@@ -67,7 +69,7 @@ func startLiveService(t *testing.T, withKeys bool, langs ...string) *liveService
 	<-host.Ready()
 	cfg := Config{Queue: q, Redis: rdb, CacheDir: env.CacheDir, Accel: "tcg", TimeScale: r.TimeScale(), WaitTimeout: 3 * time.Minute,
 		Metrics: metrics, Logger: log, Sessions: session.NewClient(session.ClientConfig{Redis: rdb})}
-	s := &liveService{rdb: rdb}
+	s := &liveService{rdb: rdb, runner: r}
 	if withKeys {
 		keys, err := ParseKeys(strings.NewReader("teacher:" + liveKey + "\nother:" + otherKey + "\n"))
 		if err != nil {

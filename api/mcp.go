@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -97,6 +98,11 @@ func (w *bufferedResponse) WriteHeader(code int) {
 		w.code = code
 	}
 }
+
+// Flush does nothing: the answer is read once the handler returns (the
+// code interpreter's /execute flushes each line).
+func (w *bufferedResponse) Flush() {}
+
 func (w *bufferedResponse) Write(b []byte) (int, error) {
 	w.WriteHeader(http.StatusOK)
 	return w.body.Write(b)
@@ -117,12 +123,26 @@ type apiResponse struct {
 
 // call sends a request of the native API with the caller's credentials.
 func (t *mcpTools) call(ctx context.Context, req *mcp.CallToolRequest, method, route string, body io.Reader, ctype string) (*apiResponse, error) {
+	return t.callWith(ctx, req, method, route, body, http.Header{"Content-Type": {ctype}})
+}
+
+// callWith sends a request with these headers (an empty one is not sent).
+func (t *mcpTools) callWith(ctx context.Context, req *mcp.CallToolRequest, method, route string, body io.Reader, hdr http.Header) (*apiResponse, error) {
+	return t.callLines(ctx, req, method, route, body, hdr, nil)
+}
+
+// callLines sends a request; with a line function, a 2xx answer's lines
+// go to it as they come (their total bounded as a whole answer's), and
+// the answer returned has no body.
+func (t *mcpTools) callLines(ctx context.Context, req *mcp.CallToolRequest, method, route string, body io.Reader, hdr http.Header, line func([]byte)) (*apiResponse, error) {
 	r, err := http.NewRequestWithContext(ctx, method, t.base+route, body)
 	if err != nil {
 		return nil, err
 	}
-	if ctype != "" {
-		r.Header.Set("Content-Type", ctype)
+	for k, vs := range hdr {
+		if len(vs) > 0 && vs[0] != "" {
+			r.Header.Set(k, vs[0])
+		}
 	}
 	if t.key != "" {
 		r.Header.Set("X-API-Key", t.key)
@@ -138,6 +158,21 @@ func (t *mcpTools) call(ctx context.Context, req *mcp.CallToolRequest, method, r
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if line != nil && resp.StatusCode/100 == 2 {
+		lr := &io.LimitedReader{R: resp.Body, N: mcpMaxAnswer + 1}
+		sc := bufio.NewScanner(lr)
+		sc.Buffer(make([]byte, 0, 64<<10), mcpMaxAnswer+1)
+		for sc.Scan() {
+			line(sc.Bytes())
+		}
+		if err := sc.Err(); err != nil {
+			return nil, err
+		}
+		if lr.N == 0 {
+			return nil, fmt.Errorf("the answer is over %d bytes", mcpMaxAnswer)
+		}
+		return &apiResponse{code: resp.StatusCode, header: resp.Header}, nil
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, mcpMaxAnswer+1))
 	if err != nil {
 		return nil, err
@@ -387,7 +422,9 @@ func newMCPServer(t *mcpTools, version string) *mcp.Server {
 			`"timeout":{"type":"number","description":"Seconds without a call before the session ends by itself; the server's default and maximum apply."}`,
 			"language"), t.createSession)
 	add("exec", "Run in a session", "Run code of the session's language, or a bash command line, in a session, and wait for it to end: "+
-		"stdout, stderr, exit code, verdict, time. It runs in /box, where the session's files are.", annotations(false, true, false),
+		"stdout, stderr, exit code, verdict, time. It runs in /box, where the session's files are. "+
+		"In a python3-data session, code (without stdin) is a cell of the session's Python kernel instead: variables and imports persist "+
+		"from one exec to the next, the last expression's value is returned as text, each matplotlib figure as a PNG image, an exception as error.", annotations(false, true, false),
 		schema(propSession+`,"code":{"type":"string","description":"A program in the session's language (give code or command)."},`+
 			`"command":{"type":"string","description":"A bash command line (give code or command)."},`+
 			`"stdin":{"type":"string","description":"Its standard input."},`+propTimeout,
@@ -580,6 +617,19 @@ func (t *mcpTools) exec(ctx context.Context, req *mcp.CallToolRequest) (*mcp.Cal
 	if bad := a.done(); bad != nil {
 		return bad, nil
 	}
+	if hasCode && body["stdin"] == nil {
+		// Code of a language whose sessions run a kernel is a cell of it.
+		var rec struct {
+			Language string `json:"language"`
+		}
+		if bad := t.callJSON(ctx, req, http.MethodGet, a.sessionRoute(), nil, &rec, nil); bad != nil {
+			return bad, nil
+		}
+		if l, err := languages.Lookup(rec.Language); err == nil && l.Prestart != nil && l.Prestart.Tag == languages.PythonKernelTag {
+			id, _ := a.str("session", true)
+			return t.cell(ctx, req, id, code, a.number("timeout")), nil
+		}
+	}
 	var out map[string]any
 	if bad := t.callJSON(ctx, req, http.MethodPost, route, body, &out, map[string]string{"argv": "command"}); bad != nil {
 		return bad, nil
@@ -587,6 +637,94 @@ func (t *mcpTools) exec(ctx context.Context, req *mcp.CallToolRequest) (*mcp.Cal
 	setVerdict(out, out["status"])
 	delete(out, "status")
 	return jsonResult(out), nil
+}
+
+// cell runs code as a cell of a session's Python kernel, through the
+// code interpreter's POST /execute: variables and imports persist from
+// one exec to the next, the last expression's value comes back as text
+// (and HTML), each figure as image content (PNG), an exception as error
+// (name, value, traceback). A client that sent a progress token is sent
+// the cell's output as it comes, as progress notifications whose message
+// is the text (where the transport carries them: stdio; /mcp answers each
+// call with one JSON response, and drops them).
+func (t *mcpTools) cell(ctx context.Context, req *mcp.CallToolRequest, id, code string, timeout json.RawMessage) *mcp.CallToolResult {
+	wait := defaultExecTimeout
+	if timeout != nil {
+		v, _ := strconv.ParseFloat(string(timeout), 64)
+		if v <= 0 || v > maxExecTimeout.Seconds() {
+			return toolError("invalid arguments: timeout: must be greater than 0 and at most %v seconds", maxExecTimeout.Seconds())
+		}
+		wait = time.Duration(v * float64(time.Second))
+	}
+	cctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	b, _ := json.Marshal(map[string]string{"code": code})
+	var stdout, stderr strings.Builder
+	out := map[string]any{"session": id}
+	var results []map[string]any
+	var images []mcp.Content
+	var token any
+	if req != nil && req.Params != nil && req.Session != nil {
+		token = req.Params.GetProgressToken()
+	}
+	printed := 0
+	line := func(ln []byte) {
+		var m map[string]any
+		if json.Unmarshal(ln, &m) != nil {
+			return
+		}
+		switch m["type"] {
+		case "stdout", "stderr":
+			s, _ := m["text"].(string)
+			if m["type"] == "stdout" {
+				stdout.WriteString(s)
+			} else {
+				stderr.WriteString(s)
+			}
+			if token != nil && s != "" {
+				printed += len(s)
+				_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token, Progress: float64(printed), Message: s})
+			}
+		case "result":
+			r := map[string]any{}
+			for _, k := range []string{"text", "html", "markdown", "json"} {
+				if v, ok := m[k]; ok {
+					r[k] = v
+				}
+			}
+			if png, _ := m["png"].(string); png != "" {
+				data, err := base64.StdEncoding.DecodeString(png)
+				if err == nil {
+					r["image"] = len(images) // the index of its image content after the text
+					images = append(images, &mcp.ImageContent{Data: data, MIMEType: "image/png"})
+				}
+			}
+			results = append(results, r)
+		case "error":
+			delete(m, "type")
+			out["error"] = m
+		case "number_of_executions":
+			out["execution_count"] = m["execution_count"]
+		}
+	}
+	resp, err := t.callLines(cctx, req, http.MethodPost, "/execute", bytes.NewReader(b),
+		http.Header{"Content-Type": {"application/json"}, "E2b-Sandbox-Id": {id}}, line)
+	if err != nil {
+		if cctx.Err() != nil && ctx.Err() == nil {
+			return toolError("the cell did not end within %v; it goes on in the kernel, and the next cell waits for it", wait)
+		}
+		return toolError("the microbox API could not be reached: %v", err)
+	}
+	if resp.code/100 != 2 {
+		return apiError(resp, nil)
+	}
+	out["stdout"], out["stderr"], out["results"] = stdout.String(), stderr.String(), results
+	if results == nil {
+		out["results"] = []any{}
+	}
+	res := jsonResult(out)
+	res.Content = append(res.Content, images...)
+	return res
 }
 
 // fileRoute is the route of a file of a session: the path as one escaped

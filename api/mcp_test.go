@@ -9,10 +9,13 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"microbox/internal/vmtest"
 )
 
 // keyTransport sends an API key with every request.
@@ -253,6 +256,109 @@ func TestMCPLive(t *testing.T) {
 		t.Errorf("close_session: %v", c)
 	}
 	mcpErr(t, cs, "exec", map[string]any{"session": id, "command": "true"}, "session")
+}
+
+// TestMCPCellImage: exec of code in a python3-data session is a cell of
+// its pre-started kernel (the session a clone of the session snapshot):
+// state persists, a figure comes back as image content, an exception as
+// the result's error.
+func TestMCPCellImage(t *testing.T) {
+	vmtest.RequireImage(t, "python3-data")
+	s := startLiveService(t, true, "python3-data")
+	prepareSessions(t, s, "python3-data")
+	cs, err := mcpConnect(t, s.url, liveKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := mcpOK(t, cs, "create_session", map[string]any{"language": "python3-data", "timeout": 600})
+	id, _ := sess["session"].(string)
+	if sess["start"] != "session-snapshot" {
+		t.Errorf("create_session: not a clone of the session snapshot: %v", sess)
+	}
+	res, text := mcpCall(t, cs, "exec", map[string]any{"session": id, "timeout": 600,
+		"code": "import matplotlib.pyplot as plt\nx = 41\nprint('drawn')\nplt.plot([1, 2, 3], [1, 4, 9])"})
+	if res.IsError {
+		t.Fatalf("exec of a plot: %s", text)
+	}
+	var out map[string]any
+	if err := json.Unmarshal([]byte(res.Content[0].(*mcp.TextContent).Text), &out); err != nil {
+		t.Fatal(err)
+	}
+	var imgs []*mcp.ImageContent
+	for _, c := range res.Content[1:] {
+		if img, ok := c.(*mcp.ImageContent); ok {
+			imgs = append(imgs, img)
+		}
+	}
+	if len(imgs) != 1 || imgs[0].MIMEType != "image/png" || !strings.HasPrefix(string(imgs[0].Data), "\x89PNG\r\n\x1a\n") {
+		t.Fatalf("exec of a plot: want one PNG image content, got %d: %s", len(imgs), text)
+	}
+	rs, _ := out["results"].([]any)
+	if out["stdout"] != "drawn\n" || len(rs) != 1 || rs[0].(map[string]any)["image"] != 0.0 || out["error"] != nil {
+		t.Errorf("exec of a plot: %v", out)
+	}
+	x := mcpOK(t, cs, "exec", map[string]any{"session": id, "code": "x + 1"})
+	if rs, _ := x["results"].([]any); len(rs) != 1 || rs[0].(map[string]any)["text"] != "42" {
+		t.Errorf("exec x + 1 after x = 41: %v", x)
+	}
+	x = mcpOK(t, cs, "exec", map[string]any{"session": id, "code": "def f():\n    return 1 / 0\nf()"})
+	if e, _ := x["error"].(map[string]any); e["name"] != "ZeroDivisionError" || !strings.Contains(e["traceback"].(string), "return 1 / 0") {
+		t.Errorf("exec of 1 / 0: %v", x)
+	}
+	// A command still runs as a process of its own.
+	x = mcpOK(t, cs, "exec", map[string]any{"session": id, "command": "echo $((6 * 7))"})
+	if x["stdout"] != "42\n" || x["exit_code"] != 0.0 {
+		t.Errorf("exec command: %v", x)
+	}
+	mcpErr(t, cs, "exec", map[string]any{"session": id, "code": "1", "timeout": -1}, "timeout: must be greater than 0")
+
+	// The stdio server (microbox mcp's, over HTTP to the API) sends a
+	// cell's output as progress notifications to a client that asks.
+	var mu sync.Mutex
+	var progress []string
+	stdio := NewMCPServer(s.url, liveKey, http.DefaultClient, "test")
+	ct, st := mcp.NewInMemoryTransports()
+	ss, err := stdio.Connect(context.Background(), st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	client := mcp.NewClient(&mcp.Implementation{Name: "microbox-test", Version: "1"}, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+			mu.Lock()
+			progress = append(progress, r.Params.Message)
+			mu.Unlock()
+		}})
+	pcs, err := client.Connect(context.Background(), ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pcs.Close()
+	params := &mcp.CallToolParams{Name: "exec", Arguments: map[string]any{"session": id,
+		"code": "import time\nfor i in range(3):\n    print('line', i, flush=True)\n    time.sleep(0.2)"}}
+	params.SetProgressToken("cell-1")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pres, err := pcs.CallTool(ctx, params)
+	if err != nil || pres.IsError {
+		t.Fatalf("exec over the stdio server: %v %v", err, pres)
+	}
+	want := "line 0\nline 1\nline 2\n"
+	if out := pres.StructuredContent.(map[string]any); out["stdout"] != want {
+		t.Errorf("exec over the stdio server: %v", out)
+	}
+	got := ""
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		got = strings.Join(progress, "")
+		mu.Unlock()
+		if got == want {
+			break
+		}
+	}
+	if got != want {
+		t.Errorf("progress notifications carried %q, want %q", got, want)
+	}
 }
 
 // notFound is a Doer for which every route is unknown.

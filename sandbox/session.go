@@ -87,9 +87,12 @@ type Session struct {
 	next    uint32
 	streams map[uint32]*hostStream
 	closed  bool
-	err     error         // why the session ended
-	ended   chan struct{} // closed when err is set
-	done    chan struct{} // closed when the reader ends
+	// prestarted is the language's Prestart process, attached to from
+	// the session snapshot; nil when the session did not start from one.
+	prestarted *Process
+	err        error         // why the session ended
+	ended      chan struct{} // closed when err is set
+	done       chan struct{} // closed when the reader ends
 }
 
 // hostStream is the host's end of one stream.
@@ -111,7 +114,10 @@ type hostStream struct {
 // only its own VM.
 const framesPerStream = 1024
 
-// OpenSession takes a VM for a session and makes it one.
+// OpenSession takes a VM for a session and makes it one: a clone of the
+// language's session snapshot when it has a Prestart process and the
+// session asks for nothing that snapshot was not made with, else a VM
+// taken as a job's (pool, restore, boot) and initialised.
 func (r *Runner) OpenSession(ctx context.Context, cfg SessionConfig) (*Session, error) {
 	lang, img, err := r.built(cfg.Language)
 	if err != nil {
@@ -132,19 +138,53 @@ func (r *Runner) OpenSession(ctx context.Context, cfg SessionConfig) (*Session, 
 	life, kill := context.WithCancel(r.ctx)
 	stop := context.AfterFunc(ctx, kill)
 	defer stop()
-	vm, how, err := r.acquire(life, lang, img, log)
-	if err != nil {
-		kill()
-		return nil, err
+	s := r.restorePrestarted(life, kill, cfg, lang, img, log)
+	if s == nil {
+		vm, how, err := r.acquire(life, lang, img, log)
+		if err != nil {
+			kill()
+			return nil, err
+		}
+		// A pooled VM lives on the runner's context: tie it to the session's.
+		context.AfterFunc(life, func() { _ = vm.Close() })
+		s = r.newSession(life, kill, cfg, lang, vm, how, log)
+		if err := s.init(r.sessionInit(cfg)); err != nil {
+			kill()
+			r.release(lang.ID, vm, how)
+			return nil, err
+		}
 	}
-	// A pooled VM lives on the runner's context: tie it to the session's.
-	context.AfterFunc(life, func() { _ = vm.Close() })
+	if !stop() {
+		// ctx ended while the session was made: it is not wanted.
+		kill()
+		r.release(lang.ID, s.vm, s.Start)
+		return nil, ctx.Err()
+	}
+	go s.read()
+	if s.prestarted != nil && lang.Prestart.Attach != "" {
+		if err := s.prestarted.Stdin(ctx, []byte(lang.Prestart.Attach)); err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("attach to the pre-started %s: %w", lang.Prestart.Tag, err)
+		}
+	}
+	log.Debug("session open", "start", s.Start, "took", s.vm.BootTime)
+	return s, nil
+}
+
+// newSession makes a Session of a VM whose agent is ready; kill ends
+// life, which the session's resumed VMs are started on.
+func (r *Runner) newSession(life context.Context, kill context.CancelFunc, cfg SessionConfig, lang languages.Language, vm *vmm.VM, how StartMode, log *slog.Logger) *Session {
 	conn, _ := vm.Agent().(net.Conn)
 	s := &Session{ID: cfg.ID, Lang: lang, Start: how, Memory: cfg.Memory, DiskSize: cfg.DiskSize,
 		r: r, vm: vm, link: newLink(conn), log: log, life: life, kill: kill,
 		streams: map[uint32]*hostStream{}, ended: make(chan struct{}), done: make(chan struct{})}
 	s.w = protocol.NewWriter(s.link)
-	init := protocol.SessionInit{
+	return s
+}
+
+// sessionInit is what the agent is told to make of a session's VM.
+func (r *Runner) sessionInit(cfg SessionConfig) protocol.SessionInit {
+	return protocol.SessionInit{
 		DiskSize: cfg.DiskSize,
 		// The processes together may use what the VM has but its reserve,
 		// so a guest OOM never comes to the agent.
@@ -152,20 +192,6 @@ func (r *Runner) OpenSession(ctx context.Context, cfg SessionConfig) (*Session, 
 		Processes: sessionProcesses,
 		Env:       cfg.Env,
 	}
-	if err := s.init(init); err != nil {
-		kill()
-		r.release(lang.ID, vm, how)
-		return nil, err
-	}
-	if !stop() {
-		// ctx ended while the session was made: it is not wanted.
-		kill()
-		r.release(lang.ID, vm, how)
-		return nil, ctx.Err()
-	}
-	go s.read()
-	log.Debug("session open", "start", how, "took", vm.BootTime)
-	return s, nil
 }
 
 // CheckSession says whether a session's per-process memory limit and disk

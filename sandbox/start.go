@@ -55,6 +55,11 @@ type langState struct {
 	err      error         // of the last build
 	failedAt time.Time
 	pool     *pool
+	// session marks the state of a language's session snapshot, whose
+	// VM is a session's already, its Prestart process running (prestart
+	// describes it): sessionSnapshot builds it, never a job's.
+	session  bool
+	prestart prestartMeta
 }
 
 func (r *Runner) state(lang string) *langState {
@@ -218,7 +223,15 @@ func (r *Runner) startBuild(st *langState, lang languages.Language, img language
 		defer r.wg.Done()
 		defer close(done)
 		log := r.log.With("lang", lang.ID)
-		snap, err := r.loadOrBuild(lang, img, log)
+		var snap *vmm.Snapshot
+		var meta prestartMeta
+		var err error
+		if st.session {
+			log = log.With("session_snapshot", true)
+			snap, meta, err = r.loadOrBuildSession(lang, img, log)
+		} else {
+			snap, err = r.loadOrBuild(lang, img, log)
+		}
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		st.build = nil
@@ -234,7 +247,7 @@ func (r *Runner) startBuild(st *langState, lang languages.Language, img language
 			}
 			return
 		}
-		st.failedAt, st.snap = time.Time{}, snap
+		st.failedAt, st.snap, st.prestart = time.Time{}, snap, meta
 	}()
 }
 

@@ -449,6 +449,9 @@ func (h *Host) create(c command) {
 		case <-h.ctx.Done():
 		}
 	}()
+	if p := s.Prestarted(); p != nil {
+		l.attach(p)
+	}
 	h.log.Info("session created", "session", rec.ID, "owner", rec.Owner, "lang", rec.Language, "start", s.Start, "took", s.VM().BootTime)
 	h.answerBody(c, rec)
 }
@@ -816,6 +819,23 @@ func (l *live) exec(c command) {
 	h.wg.Add(1)
 	go func() { defer h.wg.Done(); l.pump(lp) }()
 	h.answerBody(c, lp.info)
+}
+
+// attach makes the session's pre-started process (its language's
+// Prestart, running since the session snapshot) one of its processes, as
+// if an exec had started it: in the background, with stdin, found by its
+// tag.
+func (l *live) attach(p *sandbox.Process) {
+	ps := l.sess.Lang.Prestart
+	lp := &liveProc{p: p, info: ProcessInfo{PID: p.PID, Key: newID()[:16], Argv: ps.Argv, Tag: ps.Tag, Background: true,
+		Stdin: true, StartedAt: time.Now(), Running: true}, input: make(chan []byte, 1024)}
+	go l.feed(lp)
+	l.mu.Lock()
+	l.procs[lp.info.Key] = lp
+	l.mu.Unlock()
+	l.saveProc(lp)
+	l.h.wg.Add(1)
+	go func() { defer l.h.wg.Done(); l.pump(lp) }()
 }
 
 // failed turns an error of the sandbox into a reply: the caller's fault

@@ -26,21 +26,51 @@ async function native() {
   return now() - t0
 }
 
-// `node bench.mjs imports`: import numpy, pandas in a fresh sandbox's
-// kernel, then in a second kernel of the same, now warm, VM.
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]
+}
+
+// `node bench.mjs imports N`: the cell `import numpy, pandas`, N times each,
+//   prestarted_first_cell: the first cell of a fresh python3-data sandbox,
+//     a clone of its session snapshot (kernel running, imports done);
+//   prestarted_create: Sandbox.create() of that sandbox;
+//   warm_cell: the same cell again in that sandbox (the floor: a running
+//     warm VM whose kernel has the modules);
+//   usual_first_cell: the first cell of a sandbox made the usual way (an
+//     envVars at create rules the session snapshot out): a kernel started
+//     by the cell, which pays the imports;
+//   usual_new_kernel_warm_vm: then in a second kernel of that, now warm,
+//     VM (what 2026-12-02-tcg-e2b-imports.json called warm_vm_new_kernel).
 if (process.argv[2] === 'imports') {
+  const runs = Number(process.argv[3] || 3)
   const slow = { timeoutMs: 1_200_000, requestTimeoutMs: 1_200_000 }
-  const sbx = await Sandbox.create()
-  const t0 = now()
-  const a = await sbx.runCode('import numpy, pandas', slow)
-  const fresh = now() - t0
-  const ctx = await sbx.createCodeContext()
-  const t1 = now()
-  const b = await sbx.runCode('import numpy, pandas', { ...slow, context: ctx })
-  const warm = now() - t1
-  await sbx.kill()
-  if (a.error || b.error) throw new Error(JSON.stringify([a.error, b.error]))
-  console.log(JSON.stringify({ import_numpy_pandas_ms: { fresh_sandbox: Math.round(fresh), warm_vm_new_kernel: Math.round(warm) } }))
+  const cell = 'import numpy, pandas'
+  const s = { prestarted_create: [], prestarted_first_cell: [], warm_cell: [], usual_first_cell: [], usual_new_kernel_warm_vm: [] }
+  const timed = async (xs, fn) => {
+    const t0 = now()
+    const r = await fn()
+    xs.push(now() - t0)
+    if (r && r.error) throw new Error(JSON.stringify(r.error))
+    return r
+  }
+  for (let i = 0; i < runs; i++) {
+    const sbx = await timed(s.prestarted_create, () => Sandbox.create(slow))
+    await timed(s.prestarted_first_cell, () => sbx.runCode(cell, slow))
+    await timed(s.warm_cell, () => sbx.runCode(cell, slow))
+    await sbx.kill()
+    const usual = await Sandbox.create({ ...slow, envs: { MICROBOX_BENCH: '1' } })
+    await timed(s.usual_first_cell, () => usual.runCode(cell, slow))
+    const ctx = await usual.createCodeContext()
+    await timed(s.usual_new_kernel_warm_vm, () => usual.runCode(cell, { ...slow, context: ctx }))
+    await usual.kill()
+  }
+  const summary = {}
+  for (const [k, xs] of Object.entries(s)) {
+    summary[k] = { median_ms: Math.round(pct(xs, 50)), p90_ms: Math.round(pct(xs, 90)) }
+    s[k] = xs.map((x) => Math.round(x * 10) / 10)
+  }
+  console.log(JSON.stringify({ n: runs, cell, summary, samples: s }))
   process.exit(0)
 }
 
@@ -66,10 +96,6 @@ for (let i = 0; i < n; i++) {
   samples.native_e2e.push(await native())
 }
 
-const pct = (xs, p) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]
-}
 const summary = {}
 for (const [k, xs] of Object.entries(samples)) {
   summary[k] = { median_ms: Math.round(pct(xs, 50)), p90_ms: Math.round(pct(xs, 90)) }

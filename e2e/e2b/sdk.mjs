@@ -118,6 +118,34 @@ const checks = {
     }
   },
 
+  // watchDir sees a file made, written and removed (envd's WatchDir,
+  // served by polling the directory).
+  async watch() {
+    const sbx = await Base.create()
+    try {
+      await sbx.files.makeDir('w')
+      const seen = []
+      const h = await sbx.files.watchDir('w', (e) => seen.push(`${e.type} ${e.name}`))
+      const after = async (from, want) => {
+        for (let i = 0; i < 240 && !seen.slice(from).includes(want); i++) await new Promise((r) => setTimeout(r, 250))
+        assert.ok(seen.slice(from).includes(want), `${want} not seen: ${JSON.stringify(seen)}`)
+      }
+      let from = seen.length
+      await sbx.files.write('w/a.txt', 'one')
+      await after(from, 'create a.txt')
+      from = seen.length
+      await sbx.files.write('w/a.txt', 'two two')
+      await after(from, 'write a.txt')
+      from = seen.length
+      await sbx.files.remove('w/a.txt')
+      await after(from, 'remove a.txt')
+      await h.stop()
+      assert.ok(!seen.some((e) => !e.endsWith(' a.txt')), 'only a.txt changed: ' + JSON.stringify(seen))
+    } finally {
+      await sbx.kill()
+    }
+  },
+
   // A background command, listed, then killed.
   async background() {
     const sbx = await Base.create()
@@ -198,6 +226,34 @@ const checks = {
       const [ra, rb] = await Promise.all([a.runCode(draw), b.runCode(draw)])
       assert.ok(ra.text && rb.text, JSON.stringify([ra, rb]))
       assert.notEqual(ra.text, rb.text)
+    } finally {
+      await Promise.all([a.kill(), b.kill()])
+    }
+  },
+
+  // python3-data's sandboxes are clones of its session snapshot, whose
+  // kernel has NumPy, pandas and Matplotlib imported already; each clone
+  // reseeds Python's and NumPy's generators, so two draw different numbers.
+  async prestart() {
+    const [a, b] = await Promise.all([Sandbox.create(), Sandbox.create()])
+    try {
+      for (const sbx of [a, b]) {
+        const res = await fetch(`${process.env.E2B_API_URL}/v1/sessions/${sbx.sandboxId}`, { headers: { 'X-API-Key': process.env.E2B_API_KEY } })
+        const rec = await res.json()
+        assert.equal(rec.language, 'python3-data', JSON.stringify(rec))
+        assert.equal(rec.start, 'session-snapshot', 'cloned from the session snapshot: ' + JSON.stringify(rec))
+      }
+      const loaded = await a.runCode('import sys\nsorted(m for m in ("numpy", "pandas", "matplotlib.pyplot") if m in sys.modules)')
+      assert.equal(loaded.text, "['matplotlib.pyplot', 'numpy', 'pandas']", 'imported before the first cell: ' + JSON.stringify(loaded))
+      const draw = 'import random, os, numpy\n[random.getrandbits(64), os.urandom(8).hex(), int(numpy.random.randint(0, 2**62)), float(numpy.random.rand())]'
+      const [ra, rb] = await Promise.all([a.runCode(draw), b.runCode(draw)])
+      assert.equal(ra.error, undefined, JSON.stringify(ra.error))
+      assert.equal(rb.error, undefined, JSON.stringify(rb.error))
+      console.log(`draws: ${ra.text} ${rb.text}`)
+      const [xa, xb] = [ra.text, rb.text].map((t) => t.slice(1, -1).split(', '))
+      for (const [i, what] of ['random', 'os.urandom', 'numpy.random.randint', 'numpy.random.rand'].entries()) {
+        assert.notEqual(xa[i], xb[i], `${what} drew the same in both clones`)
+      }
     } finally {
       await Promise.all([a.kill(), b.kill()])
     }

@@ -1,15 +1,18 @@
-# microbox's Python kernel for E2B's code interpreter (api/e2b_code.go).
+# microbox's stateful Python kernel (languages/prestart.go): E2B's code
+# interpreter (api/e2b_code.go) and MCP's exec run cells in it.
 #
-# One process per code context, started in the session and fed cells on
-# stdin, one JSON object a line: {"id", "code", "env"}. It answers on its
+# One process per code context, started in the session (or pre-started in
+# the language's session snapshot: --preload names modules imported before
+# it says it is ready) and fed cells on stdin, one JSON object a line:
+# {"id", "code", "env"}, or {"id", "op": "reseed"}. It answers on its
 # stdout, one JSON object a line, each with the cell's id: "stdout" and
 # "stderr" text as the cell prints it, "result" (the last expression's
 # value as text, HTML when it has one; each open matplotlib figure as a
 # PNG), "error" (name, value, traceback), "number_of_executions", and
-# "done" last. What programs the cell starts write to the process's own
-# stdout and stderr goes to its stderr, which the host passes on as the
-# cell's stderr. Variables, imports and the working directory persist from
-# cell to cell.
+# "done" last; "ready", with no id, once it has started. What programs the
+# cell starts write to the process's own stdout and stderr goes to its
+# stderr, which the host passes on as the cell's stderr. Variables,
+# imports and the working directory persist from cell to cell.
 
 import ast
 import base64
@@ -67,16 +70,30 @@ if "MPLCONFIGDIR" not in os.environ and os.path.isdir(_MPL):
 
 
 def _reseed():
-    # Clones of one snapshot share the random state: draw it afresh.
+    # Clones of one snapshot share the random state: draw it afresh from
+    # the guest's generator, which the host reseeded at the resume.
     import random
 
     random.seed()
     np = sys.modules.get("numpy")
     if np is not None:
         try:
-            np.random.seed(int.from_bytes(os.urandom(4), "little"))
-        except Exception:
-            pass
+            np.random.seed(np.frombuffer(os.urandom(32), dtype=np.uint32))
+        except Exception as e:
+            sys.__stderr__.write("numpy.random not reseeded: %s\n" % e)
+
+
+def _preload():
+    # Imported into sys.modules, not into the cells' namespace: a cell's
+    # own import then costs nothing.
+    if "--preload" not in sys.argv:
+        return
+    names = sys.argv[sys.argv.index("--preload") + 1]
+    for name in filter(None, names.split(",")):
+        try:
+            __import__(name)
+        except Exception as e:
+            sys.__stderr__.write("preload of %s failed: %s\n" % (name, e))
 
 
 def _figures():
@@ -124,6 +141,8 @@ def main():
     ns = {"__name__": "__main__", "__builtins__": __builtins__}
     count = 0
     stdin = sys.stdin.buffer
+    _preload()
+    _emit({"type": "ready"})
     while True:
         line = stdin.readline()
         if not line:
