@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/manager"
@@ -78,12 +79,22 @@ func resources(l Limits) *cgroups.Resources {
 	return res
 }
 
+// setMu serializes Manager.Set: runc's v1 blkio controller detects its
+// weight file names into package variables on every Set, unguarded (seen
+// by the race detector with two VMs starting at once: a job's and a
+// snapshot build's). Set takes a few file writes; jails start far less
+// often than that costs.
+var setMu sync.Mutex
+
 // apply creates the cgroup, moves pid into it and sets the limits.
 func (c *cgroup) apply(pid int) error {
 	if err := c.mgr.Apply(pid); err != nil {
 		return &StepError{Step: "cgroup", Err: err.Error()}
 	}
-	if err := c.mgr.Set(c.res); err != nil {
+	setMu.Lock()
+	err := c.mgr.Set(c.res)
+	setMu.Unlock()
+	if err != nil {
 		return &StepError{Step: "cgroup limits", Err: err.Error()}
 	}
 	return nil

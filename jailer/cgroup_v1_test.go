@@ -1,11 +1,13 @@
 package jailer
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/opencontainers/cgroups"
@@ -78,5 +80,41 @@ func TestCgroupV1Files(t *testing.T) {
 		if err != nil || strings.TrimSpace(string(b)) != want {
 			t.Errorf("%s = %q (%v), want %s", f, b, err, want)
 		}
+	}
+}
+
+// Jails' cgroups set up at once (a job's VM and a snapshot build's): under
+// the race detector this caught runc's unguarded blkio file detection.
+func TestCgroupsSetConcurrently(t *testing.T) {
+	requireRoot(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sleep := exec.Command("sleep", "600")
+			if err := sleep.Start(); err != nil {
+				errs <- err
+				return
+			}
+			defer func() { _ = sleep.Process.Kill(); _ = sleep.Wait() }()
+			cg, err := newCgroup(NewID(fmt.Sprint("concurrent", i)), Limits{Memory: 64 << 20, CPUs: 1, Pids: 8})
+			if err != nil {
+				errs <- err
+				return
+			}
+			if err := cg.apply(sleep.Process.Pid); err != nil {
+				errs <- err
+			}
+			if err := cg.destroy(); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
