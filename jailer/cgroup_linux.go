@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/manager"
@@ -16,6 +17,14 @@ import (
 // cgroupParent groups every jail's cgroup, in each v1 hierarchy or in the
 // v2 tree.
 const cgroupParent = "/microbox"
+
+// v1SwapLimit exists on a v1 host whose kernel accounts swap per cgroup.
+const v1SwapLimit = "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"
+
+func pathExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
 
 // cpuPeriod is the CFS period the quota is a share of, in microseconds.
 const cpuPeriod = 100000
@@ -29,6 +38,13 @@ type cgroup struct {
 
 func newCgroup(id string, l Limits) (*cgroup, error) {
 	res := resources(l)
+	if !cgroups.IsCgroup2UnifiedMode() && !pathExists(v1SwapLimit) {
+		// A v1 kernel without swap accounting has no memsw files, and
+		// the library would fail to write one; there swap cannot be
+		// bounded per cgroup at all (v2 ignores a missing
+		// memory.swap.max itself).
+		res.MemorySwap = 0
+	}
 	mgr, err := manager.New(&cgroups.Cgroup{Path: cgroupParent + "/" + id, Resources: res})
 	if err != nil {
 		return nil, fmt.Errorf("jail cgroup: %w", err)
@@ -40,6 +56,14 @@ func newCgroup(id string, l Limits) (*cgroup, error) {
 func resources(l Limits) *cgroups.Resources {
 	res := &cgroups.Resources{
 		Memory: l.Memory,
+		// Memory plus swap equal to memory: no swap. Without it a host
+		// with swap would page QEMU out at its limit rather than
+		// OOM-kill it, and a guest could push the host into swapping
+		// (and keep its pages on the swap device) past the bound the
+		// jail promises. The library writes it as
+		// memory.memsw.limit_in_bytes on v1 and memory.swap.max = 0 on
+		// v2.
+		MemorySwap: l.Memory,
 		// Device access is bounded by the jail's /dev, which holds only
 		// null, zero, urandom and kvm.
 		SkipDevices: true,
@@ -55,12 +79,22 @@ func resources(l Limits) *cgroups.Resources {
 	return res
 }
 
+// setMu serializes Manager.Set: runc's v1 blkio controller detects its
+// weight file names into package variables on every Set, unguarded (seen
+// by the race detector with two VMs starting at once: a job's and a
+// snapshot build's). Set takes a few file writes; jails start far less
+// often than that costs.
+var setMu sync.Mutex
+
 // apply creates the cgroup, moves pid into it and sets the limits.
 func (c *cgroup) apply(pid int) error {
 	if err := c.mgr.Apply(pid); err != nil {
 		return &StepError{Step: "cgroup", Err: err.Error()}
 	}
-	if err := c.mgr.Set(c.res); err != nil {
+	setMu.Lock()
+	err := c.mgr.Set(c.res)
+	setMu.Unlock()
+	if err != nil {
 		return &StepError{Step: "cgroup limits", Err: err.Error()}
 	}
 	return nil

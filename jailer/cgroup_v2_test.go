@@ -12,10 +12,13 @@ import (
 
 // The files a jail's cgroup v2 gets, written by the same library and
 // resources as on a v2 host, into a scratch folder standing in for the
-// cgroup (this host's controllers are bound to v1). What this cannot show:
-// that the kernel enforces them (memory.max OOM-kills QEMU, pids.max
-// fails its clone, cpu.max throttles), moving a process in (cgroup.procs),
-// and removal of a populated cgroup; those run only on a v2 host.
+// cgroup (this host's controllers are bound to v1). memory.swap.max is 0:
+// QEMU is never swapped out at its limit, it is OOM-killed. What this
+// cannot show: that the kernel enforces them (memory.max OOM-kills QEMU,
+// memory.swap.max keeps it off swap, pids.max fails its clone, cpu.max
+// throttles), moving a process in (cgroup.procs), the library's
+// controller set-up (cgroup.subtree_control of the parent), and removal
+// of a populated cgroup; those run only on a v2 host.
 func TestCgroupV2Files(t *testing.T) {
 	cgroups.TestMode = true // files in a plain folder, as cgroupfs would have them
 	defer func() { cgroups.TestMode = false }()
@@ -25,11 +28,11 @@ func TestCgroupV2Files(t *testing.T) {
 		files map[string]string // "" : must not be written
 	}{
 		{"all limits", Limits{Memory: 768 << 20, CPUs: 1.5, Pids: 64},
-			map[string]string{"memory.max": "805306368", "cpu.max": "150000 100000", "pids.max": "64", "memory.swap.max": ""}},
+			map[string]string{"memory.max": "805306368", "cpu.max": "150000 100000", "pids.max": "64", "memory.swap.max": "0"}},
 		{"a whole core", Limits{Memory: 256 << 20, CPUs: 1, Pids: 16},
-			map[string]string{"memory.max": "268435456", "cpu.max": "100000 100000", "pids.max": "16"}},
+			map[string]string{"memory.max": "268435456", "cpu.max": "100000 100000", "pids.max": "16", "memory.swap.max": "0"}},
 		{"no limits", Limits{},
-			map[string]string{"memory.max": "", "cpu.max": "", "pids.max": ""}},
+			map[string]string{"memory.max": "", "cpu.max": "", "pids.max": "", "memory.swap.max": ""}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

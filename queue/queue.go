@@ -280,7 +280,12 @@ func (q *Queue) Wait(ctx context.Context, id string) ([]byte, error) {
 	for {
 		select {
 		case <-ch:
-			return q.Result(ctx, id)
+			b, err := q.Result(ctx, id)
+			if err == nil || errors.Is(err, ErrNotFound) {
+				return b, err
+			}
+			// Notified, but the read failed: a connection of a Redis
+			// that restarted. The next look (recheck) reads it again.
 		case <-recheck.C:
 			if b, err := q.Result(ctx, id); err == nil {
 				return b, nil

@@ -76,6 +76,10 @@ func (w *Worker) process(_ context.Context, consumer string, d *Delivery, log *s
 		ctx = context.Background()
 	}
 	var result []byte
+	// Heartbeat while the job runs, and while its result waits for Redis,
+	// so no other worker reclaims it.
+	hbCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	if d.Exhausted {
 		log.Error("job delivered past the cap: ending it as an internal error")
 		result = w.Exhausted(d.ID, d.Payload, d.Deliveries)
@@ -83,8 +87,6 @@ func (w *Worker) process(_ context.Context, consumer string, d *Delivery, log *s
 		if err := w.Queue.MarkRunning(ctx, d.ID); err != nil {
 			log.Warn("mark running", "err", err)
 		}
-		// Heartbeat while the job runs so no other worker reclaims it.
-		hbCtx, stop := context.WithCancel(ctx)
 		go func() {
 			t := time.NewTicker(w.Queue.cfg.ClaimIdle / 3)
 			defer t.Stop()
@@ -101,7 +103,6 @@ func (w *Worker) process(_ context.Context, consumer string, d *Delivery, log *s
 			}
 		}()
 		result = w.Handle(ctx, d.ID, d.Payload)
-		stop()
 	}
 	if ctx.Err() != nil {
 		// Shutting down mid-job: leave it unacknowledged for another
@@ -110,13 +111,42 @@ func (w *Worker) process(_ context.Context, consumer string, d *Delivery, log *s
 		return
 	}
 	// Store, then acknowledge: a crash in between means a retry whose
-	// result is ignored (the first one stands), never a lost job.
-	bg := context.WithoutCancel(ctx)
-	if _, err := w.Queue.PutResult(bg, d.ID, result); err != nil {
-		log.Error("store result", "err", err)
+	// result is ignored (the first one stands), never a lost job. Redis
+	// down (restarting) is waited for: the result is kept here rather
+	// than the job run again once another worker reclaims it. Only a
+	// shutdown gives up, leaving the job to be reclaimed.
+	if !w.retry(ctx, log, "store result", func() error { _, err := w.Queue.PutResult(ctx, d.ID, result); return err }) {
 		return
 	}
-	if err := w.Queue.Ack(bg, d); err != nil {
-		log.Error("ack", "err", err)
+	w.retry(ctx, log, "ack", func() error { return w.Queue.Ack(ctx, d) })
+}
+
+// Bounds of the pause between tries of a Redis write that failed.
+const (
+	retryFirst = 100 * time.Millisecond
+	retryMost  = 5 * time.Second
+)
+
+// retry calls op until it succeeds, pausing longer after each failure (up
+// to retryMost), and logs each failure; it gives up only when ctx ends, and
+// reports whether op succeeded.
+func (w *Worker) retry(ctx context.Context, log *slog.Logger, what string, op func() error) bool {
+	pause := retryFirst
+	for try := 1; ; try++ {
+		err := op()
+		if err == nil {
+			if try > 1 {
+				log.Info(what+": done after Redis returned", "tries", try)
+			}
+			return true
+		}
+		log.Warn(what+" failed: trying again", "err", err, "try", try, "retry_in", pause)
+		select {
+		case <-ctx.Done():
+			log.Error(what+" abandoned: shutting down; the job will be reclaimed and run again", "err", err)
+			return false
+		case <-time.After(pause):
+		}
+		pause = min(pause*2, retryMost)
 	}
 }

@@ -6,5 +6,7 @@
 // stops reading the console; that exits as PID 1. For each, the host kills
 // the VM in bounded time and memory, the job ends Internal Error with a
 // message, and the host goes on serving. fault_test.go kills QEMU under a
-// running job.
+// running job; guest_fault_test.go hangs the agent, closes the console
+// socket, and has QEMU's host cgroup OOM-kill it, each followed by a check
+// that nothing leaked, fds included.
 package hostileagent

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 
 	"microbox/api"
+	"microbox/internal/leakcheck"
 	"microbox/internal/vmtest"
 	"microbox/sandbox"
 
@@ -64,6 +65,8 @@ func (h *onMessage) WithGroup(string) slog.Handler      { return h }
 func TestQEMUKilledMidJob(t *testing.T) {
 	env := vmtest.Require(t)
 	vmtest.RequireImage(t, "bash")
+	before, beforeFDs := leakcheck.Take(), leakcheck.FDs()
+	t.Cleanup(func() { leakcheck.CheckAfter(t, before, beforeFDs) })
 	ready := make(chan struct{})
 	log := slog.New(&onMessage{msg: "vm ready", ch: ready})
 	r, err := sandbox.New(sandbox.Config{CacheDir: env.CacheDir, Kernel: env.Kernel, Agent: env.Agent, Cold: true, Logger: log})

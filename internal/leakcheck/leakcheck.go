@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Snapshot lists what microbox may leave behind on the host: QEMU processes,
@@ -121,4 +122,62 @@ func RunCheckingLeaks(m *testing.M) int {
 		code = 1
 	}
 	return code
+}
+
+// FDs counts this process's open file descriptors by what they are: a
+// path, or a kind ("socket", "pipe", "anon_inode:[eventfd]", "memfd:…")
+// with the inode left out, so that two snapshots compare by count.
+func FDs() map[string]int {
+	out := map[string]int{}
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err != nil {
+			continue // the directory's own fd, closed by now
+		}
+		kind, _, _ := strings.Cut(target, ":[")
+		if strings.HasPrefix(target, "/memfd:") {
+			kind = "memfd"
+		}
+		out[kind]++
+	}
+	return out
+}
+
+// FDLeaks returns the kinds of fds there are more of in after than in
+// before, one line each.
+func FDLeaks(before, after map[string]int) []string {
+	var out []string
+	for k, n := range after {
+		// runc's cgroups library opens the cgroup root once per process
+		// and keeps it (its openat2 handle): not a leak.
+		if k == "/sys/fs/cgroup" && n == 1 {
+			continue
+		}
+		if n > before[k] {
+			out = append(out, fmt.Sprintf("fd: %d more %s", n-before[k], k))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// CheckAfter fails t if, within a generous deadline (what a closed VM
+// lets go of goes asynchronously), this process still holds more QEMU
+// processes, VM folders, mounts, cgroups or fds than it did at before and
+// beforeFDs (taken at the test's start, so the test binary's own fds are
+// ignored).
+func CheckAfter(t testing.TB, before Snapshot, beforeFDs map[string]int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		leaks := append(Leaks(before, Take()), FDLeaks(beforeFDs, FDs())...)
+		if len(leaks) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left behind:\n  %s", strings.Join(leaks, "\n  "))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
