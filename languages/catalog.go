@@ -115,6 +115,20 @@ var cppFlags = []string{"-O2", "-std=gnu++17"}
 // not matter), and silently parses the header when none is (another -std,
 // -O0). The script checks that the compile's own flags pick it up (-H
 // shows "!" before a PCH used).
+//
+// A PCH'd hello still costs about four cstdio hellos (measured 2026-12-02
+// in one restored VM: 4.8 s against 1.27 s under TCG; natively 0.18 s
+// against 0.02 s of the -c step), and no flag of the PCH changes that: the
+// PCH (97 MB, all of it in the snapshot's page cache after the warm-up)
+// loads in a fraction of it, but gcc does not instantiate the templates a
+// header's inline functions use (to_string, stoi, the iostreams' and
+// futures' helpers) when it writes a PCH, only at the end of each
+// translation unit, so every compile instantiates the same 1169 functions
+// (-ftime-report: "phase lang. deferred", 70% of cc1plus). A header unit
+// (-fmodules-ts) is slower still (0.26 s natively) and gcc 12 crashes on
+// it with -ftime-report. Clang could do better (-fpch-instantiate-templates
+// does those instantiations once, in the PCH) but takes a PCH only by
+// -include-pch or -include, not from the source's own #include.
 func gxxPCHSetup(flags ...string) string {
 	f := strings.Join(flags, " ")
 	return `set -- /usr/include/x86_64-linux-gnu/c++/*/bits/stdc++.h
