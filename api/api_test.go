@@ -17,8 +17,10 @@ import (
 
 	"microbox/internal/redistest"
 	"microbox/internal/vmtest"
+	"microbox/languages"
 	"microbox/queue"
 	"microbox/sandbox"
+	"microbox/vmm"
 )
 
 func TestMain(m *testing.M) { vmtest.Main(m) }
@@ -262,6 +264,11 @@ func TestMetadataRoutes(t *testing.T) {
 	_, m, _ := s.call(t, "GET", "/languages/71", "")
 	if name, _ := m["name"].(string); !strings.HasPrefix(name, "Python (3.") {
 		t.Errorf("language 71 is %v", m)
+	}
+	// Each language shows its own time scales: those its jobs get.
+	py, _ := languages.Lookup("python3")
+	if sc := sandbox.LanguageScales(vmm.AccelTCG, py, sandbox.Scales{}); m["time_scale"] != sc.Run || m["compile_time_scale"] != sc.Compile {
+		t.Errorf("language 71's time scales %v and %v, want %+v", m["time_scale"], m["compile_time_scale"], sc)
 	}
 	// As in Judge0: an archived language is still shown, marked so.
 	if code, m, _ := s.call(t, "GET", "/languages/1", ""); code != 200 || m["is_archived"] != true || m["name"] != "Bash (4.4)" {

@@ -313,6 +313,11 @@ type outcome struct {
 	WallTime      float64        `json:"wall_time"` // seconds
 	Memory        int64          `json:"memory"`    // KB
 	Accel         string         `json:"accel"`
+	// TimeScale and CompileTimeScale are the factors the run's and the
+	// compile's time limits were multiplied by in the guest (the
+	// language's, sandbox.LanguageScales).
+	TimeScale        float64 `json:"time_scale,omitempty"`
+	CompileTimeScale float64 `json:"compile_time_scale,omitempty"`
 }
 
 // render builds Judge0's response object; fields selects attributes ("*"
@@ -389,6 +394,7 @@ func render(o *outcome, queued *submission, b64 bool, fields []string) (map[stri
 		all["wall_time"] = strconv.FormatFloat(o.WallTime, 'f', 3, 64)
 		all["memory"] = o.Memory
 		all["accel"] = o.Accel
+		all["time_scale"], all["compile_time_scale"] = o.TimeScale, o.CompileTimeScale
 	}
 	if len(fields) == 1 && fields[0] == "*" {
 		return all, nil

@@ -312,7 +312,11 @@ func (s *Server) pistonTranslate(body []byte, rts []pistonRuntime, interactive b
 	if interactive {
 		maxWall = maxInteractiveWall
 	}
-	comp := sandbox.DefaultCompileLimits()
+	// comp holds only the compile limits the request sets: a zero field is
+	// the server's default, and a compile stopped by a default of ours is
+	// not the user's error (Internal Error, not Compilation Error).
+	var comp sandbox.Limits
+	def := sandbox.DefaultCompileLimits()
 	ms := func(d time.Duration) float64 { return float64(d / time.Millisecond) }
 	msDur := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
 	for _, l := range []struct {
@@ -325,9 +329,9 @@ func (s *Server) pistonTranslate(body []byte, rts []pistonRuntime, interactive b
 		{"run_timeout", req.RunTimeout, ms(maxWall), false, func(v float64) { job.wall = msDur(v) }},
 		{"run_cpu_time", req.RunCPUTime, MaxLimits.CPUTime * 1000, false, func(v float64) { job.cpu = msDur(v) }},
 		{"run_memory_limit", req.RunMemoryLimit, float64(MaxLimits.Memory << 10), true, func(v float64) { job.memory = int64(v) }},
-		{"compile_timeout", req.CompileTimeout, ms(comp.WallTime), false, func(v float64) { comp.WallTime = msDur(v) }},
-		{"compile_cpu_time", req.CompileCPUTime, ms(comp.CPUTime), false, func(v float64) { comp.CPUTime = msDur(v) }},
-		{"compile_memory_limit", req.CompileMemoryLimit, float64(comp.Memory), true, func(v float64) { comp.Memory = int64(v) }},
+		{"compile_timeout", req.CompileTimeout, ms(def.WallTime), false, func(v float64) { comp.WallTime = msDur(v) }},
+		{"compile_cpu_time", req.CompileCPUTime, ms(def.CPUTime), false, func(v float64) { comp.CPUTime = msDur(v) }},
+		{"compile_memory_limit", req.CompileMemoryLimit, float64(def.Memory), true, func(v float64) { comp.Memory = int64(v) }},
 	} {
 		v, err := pistonLimit(l.name, l.raw, l.maxv, l.memory)
 		if err != nil {
@@ -605,9 +609,18 @@ func (s *Server) pistonConnect(c echo.Context) error {
 		files = append(files, session.FileData{Path: "/box/" + f.Name, Data: f.Data, Mode: f.Mode})
 	}
 	if len(job.rt.image.Compile) > 0 {
-		cl := j.CompileLimits
+		cl, def := j.CompileLimits, sandbox.DefaultCompileLimits()
+		if cl.CPUTime == 0 {
+			cl.CPUTime = def.CPUTime
+		}
+		if cl.WallTime == 0 {
+			cl.WallTime = def.WallTime
+		}
+		if cl.Processes == 0 {
+			cl.Processes = def.Processes
+		}
 		var mem int64 // the session's, unless compile_memory_limit lowers it
-		if cl.Memory < sandbox.DefaultCompileLimits().Memory {
+		if cl.Memory != 0 && cl.Memory < def.Memory {
 			mem = min(cl.Memory, rec.Memory)
 		}
 		req := session.ExecRequest{Argv: job.rt.image.CompileArgv(j.Sources, j.CompilerOptions), Files: files,

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"microbox/languages"
+	"microbox/sandbox"
 )
 
 func TestSemverSatisfies(t *testing.T) {
@@ -63,6 +64,23 @@ func TestPistonTranslate(t *testing.T) {
 	}
 	if j.Limits.WallTime != 3*time.Second || j.Limits.Memory != DefaultLimits.Memory<<10 || j.CompileLimits.WallTime != 10*time.Second {
 		t.Fatalf("limits %+v, compile %+v", j.Limits, j.CompileLimits)
+	}
+	// The compile limits a request leaves out stay zero, the server's
+	// defaults: a compile stopped by one of those is our limit, not the
+	// user's (sandbox: Internal Error, not Compilation Error).
+	if j.CompileLimits.CPUTime != 0 || j.CompileLimits.Memory != 0 {
+		t.Fatalf("compile limits the request did not set: %+v", j.CompileLimits)
+	}
+	job, err = s.pistonTranslate([]byte(`{"language":"c","files":[{"content":"int main(){}"}]}`), rts, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.rec.Job.CompileLimits != (sandbox.Limits{}) {
+		t.Fatalf("no compile limits asked for, got %+v", job.rec.Job.CompileLimits)
+	}
+	job, err = s.pistonTranslate([]byte(`{"language":"c","files":[{"content":"int main(){}"}],"compile_cpu_time":2500}`), rts, false)
+	if err != nil || job.rec.Job.CompileLimits.CPUTime != 2500*time.Millisecond || job.rec.Job.CompileLimits.WallTime != 0 {
+		t.Fatalf("compile_cpu_time 2500: %v %+v", err, job.rec.Job.CompileLimits)
 	}
 	// A second file keeps its name; base64 and hex files are decoded; the
 	// program is the first utf8 file.

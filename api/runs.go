@@ -152,6 +152,10 @@ type runOutcome struct {
 	WallTime float64       `json:"wall_time"` // seconds, all tests
 	Memory   int64         `json:"memory"`    // KB, the largest peak of a test
 	Accel    string        `json:"accel"`
+	// TimeScale and CompileTimeScale are the factors the run's and the
+	// compile's time limits were multiplied by in the guest.
+	TimeScale        float64 `json:"time_scale,omitempty"`
+	CompileTimeScale float64 `json:"compile_time_scale,omitempty"`
 }
 
 type testOutcome struct {
@@ -648,6 +652,7 @@ func renderRun(o *runOutcome, queued *runRecord, running, b64 bool) (map[string]
 		"finished_at": o.FinishedAt.UTC().Format(time.RFC3339Nano),
 		"status":      o.Status, "message": nil,
 		"time": round3(o.Time), "wall_time": round3(o.WallTime), "memory": o.Memory, "accel": o.Accel,
+		"time_scale": o.TimeScale, "compile_time_scale": o.CompileTimeScale,
 	}
 	if o.Message != "" {
 		m["message"] = o.Message
@@ -754,6 +759,7 @@ func (rec *runRecord) outcome(st sandbox.Status, msg string) runOutcome {
 func (rec *runRecord) judge(res sandbox.Result) runOutcome {
 	o := rec.outcome(res.Status, res.Message)
 	o.CompileOutput, o.Accel = res.CompileOutput, string(res.Accel)
+	o.TimeScale, o.CompileTimeScale = res.TimeScale, res.CompileTimeScale
 	o.CheckerCompileOutput = res.CheckerCompileOutput
 	o.Compile = compileOutcome(res)
 	if len(res.Tests) == 0 {

@@ -22,6 +22,7 @@ import (
 	"microbox/queue"
 	"microbox/sandbox"
 	"microbox/session"
+	"microbox/vmm"
 )
 
 // Config configures the API.
@@ -432,6 +433,11 @@ type languageInfo struct {
 	SourceFile string `json:"source_file,omitempty"`
 	CompileCmd string `json:"compile_cmd,omitempty"`
 	RunCmd     string `json:"run_cmd,omitempty"`
+	// TimeScale and CompileTimeScale are the factors this host's workers
+	// multiply the language's run and compile time limits by in the guest
+	// (sandbox.LanguageScales); results carry the ones that applied.
+	TimeScale        float64 `json:"time_scale,omitempty"`
+	CompileTimeScale float64 `json:"compile_time_scale,omitempty"`
 }
 
 func (s *Server) languageList() []languageInfo {
@@ -442,11 +448,14 @@ func (s *Server) languageList() []languageInfo {
 		if err != nil {
 			continue
 		}
+		sc := sandbox.LanguageScales(vmm.Accel(s.cfg.Accel), l, sandbox.Scales{})
 		out = append(out, languageInfo{ID: l.Judge0ID, Name: l.Title(img.Version), SourceFile: l.SourceFile,
-			CompileCmd: commandLine(l.CompileArgv(nil, []string{languages.OptionsSlot})), RunCmd: commandLine(l.Run)})
+			CompileCmd: commandLine(l.CompileArgv(nil, []string{languages.OptionsSlot})), RunCmd: commandLine(l.Run),
+			TimeScale: sc.Run, CompileTimeScale: sc.Compile})
 		if l.ID == multiFileImage {
 			out = append(out, languageInfo{ID: multiFileID, Name: multiFileDisplay,
-				CompileCmd: "bash compile.sh (or compile), when the zip has one", RunCmd: "bash run.sh (or run)"})
+				CompileCmd: "bash compile.sh (or compile), when the zip has one", RunCmd: "bash run.sh (or run)",
+				TimeScale: sc.Run, CompileTimeScale: sc.Compile})
 		}
 	}
 	slices.SortFunc(out, func(a, b languageInfo) int { return a.ID - b.ID })

@@ -122,6 +122,8 @@ func encodeOutcome(sub *submission, res sandbox.Result) []byte {
 		WallTime:      res.WallTime.Seconds(),
 		Memory:        res.Memory >> 10,
 		Accel:         string(res.Accel),
+
+		TimeScale: res.TimeScale, CompileTimeScale: res.CompileTimeScale,
 	}
 	if sub.RedirectStderr {
 		o.Stdout, o.Stderr = append(append([]byte{}, res.Stdout...), res.Stderr...), nil

@@ -85,18 +85,19 @@ func (r *Runner) prepareChecker(p *prepared, c *Checker, job Job, prog languages
 	if err := run.validate("checker"); err != nil {
 		return nil, err
 	}
+	sc := r.Scales(lang)
 	wc := &protocol.Checker{
 		Files: append([]protocol.File{{Name: lang.SourceFile, Data: c.Source}}, c.Files...),
-		Run:   protocol.Step{Argv: append([]string{}, lang.Run...), Limits: run.wire(r.cfg.TimeScale)},
+		Run:   protocol.Step{Argv: append([]string{}, lang.Run...), Limits: run.wire(sc.Run)},
 	}
 	n := time.Duration(len(job.Tests))
-	p.guestWall += n * (wc.Run.Limits.WallTime + time.Duration(float64(testOverhead)*r.cfg.TimeScale))
+	p.guestWall += n * (wc.Run.Limits.WallTime + time.Duration(float64(testOverhead)*sc.Run))
 	if argv := lang.CompileArgv(c.Sources, nil); len(argv) > 0 {
 		comp := c.CompileLimits.withDefaults(r.compileDefaults())
 		if err := comp.validate("checker compile"); err != nil {
 			return nil, err
 		}
-		wc.Compile = &protocol.Step{Argv: argv, Limits: comp.wire(r.cfg.CompileTimeScale)}
+		wc.Compile = &protocol.Step{Argv: argv, Limits: comp.wire(sc.Compile)}
 		p.guestWall += wc.Compile.Limits.WallTime
 	}
 	return wc, nil

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"time"
 
+	"microbox/languages"
 	"microbox/sandbox/protocol"
+	"microbox/vmm"
 )
 
 // Limits confine one step of a job. Zero fields take the defaults.
@@ -125,4 +127,45 @@ func (l Limits) validateSession(sessionMemory int64) error {
 		return fmt.Errorf("%w: time limits must not be negative", ErrBadJob)
 	}
 	return l.validate("exec")
+}
+
+// Scales are the factors a job's time limits are multiplied by in the
+// guest, so that a limit means native-equivalent time on a slow accel.
+type Scales struct {
+	Run     float64 // run steps (and a checker's or interactor's run)
+	Compile float64 // compile steps
+}
+
+// LanguageScales are lang's time scales on accel. Under KVM they are 1;
+// under TCG they are the catalog's measured ones (languages.Language's
+// TCGScale), DefaultTCGTimeScale for a run and that times
+// DefaultTCGCompileFactor for a compile where it has none. The operator's
+// override wins where it is not zero; an overridden run scale alone
+// carries over to compiles as it did before languages had scales of their
+// own (times DefaultTCGCompileFactor under TCG).
+func LanguageScales(accel vmm.Accel, lang languages.Language, override Scales) Scales {
+	tcg := accel == vmm.AccelTCG
+	s := Scales{Run: 1, Compile: 1}
+	if tcg {
+		s = Scales{Run: DefaultTCGTimeScale, Compile: DefaultTCGTimeScale * DefaultTCGCompileFactor}
+		if lang.TCGScale.Run > 0 {
+			s.Run = lang.TCGScale.Run
+		}
+		if lang.TCGScale.Compile > 0 {
+			s.Compile = lang.TCGScale.Compile
+		}
+	}
+	if override.Run > 0 {
+		s.Run = override.Run
+		if override.Compile == 0 {
+			s.Compile = override.Run
+			if tcg {
+				s.Compile *= DefaultTCGCompileFactor
+			}
+		}
+	}
+	if override.Compile > 0 {
+		s.Compile = override.Compile
+	}
+	return s
 }

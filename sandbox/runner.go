@@ -170,12 +170,14 @@ type Config struct {
 	// MemoryMiB and VCPUs size each VM; zero means vmm's defaults.
 	MemoryMiB int
 	VCPUs     int
-	// TimeScale multiplies the CPU and wall time limits inside the guest;
-	// 0 means 1 under KVM and DefaultTCGTimeScale under TCG.
+	// TimeScale multiplies the CPU and wall time limits inside the guest,
+	// for every language; 0 means each language's own (LanguageScales: 1
+	// under KVM, the catalog's measured scale or DefaultTCGTimeScale
+	// under TCG).
 	TimeScale float64
 	// CompileTimeScale multiplies the compile steps' time limits in the
-	// guest; 0 means TimeScale under KVM and TimeScale times
-	// DefaultTCGCompileFactor under TCG.
+	// guest, for every language; 0 means each language's own, or
+	// TimeScale (times DefaultTCGCompileFactor under TCG) when that is set.
 	CompileTimeScale float64
 	// CompileLimits are the compile limits of jobs that do not set their
 	// own (Job.CompileLimits); zero fields take DefaultCompileLimits. A
@@ -275,22 +277,11 @@ func New(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.TimeScale == 0 {
-		cfg.TimeScale = 1
-		if accel == vmm.AccelTCG {
-			cfg.TimeScale = DefaultTCGTimeScale
-		}
-	}
-	if cfg.TimeScale < 1 {
+	// Zero time scales stay zero: each language's own (LanguageScales).
+	if cfg.TimeScale != 0 && cfg.TimeScale < 1 {
 		return nil, fmt.Errorf("time scale %v must be at least 1", cfg.TimeScale)
 	}
-	if cfg.CompileTimeScale == 0 {
-		cfg.CompileTimeScale = cfg.TimeScale
-		if accel == vmm.AccelTCG {
-			cfg.CompileTimeScale = cfg.TimeScale * DefaultTCGCompileFactor
-		}
-	}
-	if cfg.CompileTimeScale < 1 {
+	if cfg.CompileTimeScale != 0 && cfg.CompileTimeScale < 1 {
 		return nil, fmt.Errorf("compile time scale %v must be at least 1", cfg.CompileTimeScale)
 	}
 	r := &Runner{cfg: cfg, kernel: kernel, initramfs: initramfs, accel: accel, log: cfg.Logger, langs: map[string]*langState{},
@@ -334,12 +325,17 @@ func (r *Runner) compileDefaults() Limits {
 // Accel is the accelerator the runner's VMs use.
 func (r *Runner) Accel() vmm.Accel { return r.accel }
 
-// TimeScale is the factor time limits are multiplied by in the guest.
-func (r *Runner) TimeScale() float64 { return r.cfg.TimeScale }
+// TimeScale is the factor run time limits are multiplied by in the guest
+// for a language without a measured scale of its own (see Scales).
+func (r *Runner) TimeScale() float64 { return r.Scales(languages.Language{}).Run }
 
-// CompileTimeScale is the factor compile time limits are multiplied by in
-// the guest.
-func (r *Runner) CompileTimeScale() float64 { return r.cfg.CompileTimeScale }
+// CompileTimeScale is TimeScale's counterpart for compile steps.
+func (r *Runner) CompileTimeScale() float64 { return r.Scales(languages.Language{}).Compile }
+
+// Scales are the factors lang's time limits are multiplied by in the guest.
+func (r *Runner) Scales(lang languages.Language) Scales {
+	return LanguageScales(r.accel, lang, Scales{Run: r.cfg.TimeScale, Compile: r.cfg.CompileTimeScale})
+}
 
 // prepared is a job checked and turned into what the agent receives.
 type prepared struct {
@@ -350,6 +346,8 @@ type prepared struct {
 	guestWall time.Duration
 	// compile has the compile step's time limits, and which are ours.
 	compile compileLimits
+	// scales are lang's time scales.
+	scales Scales
 }
 
 func (r *Runner) prepare(job Job) (*prepared, error) {
@@ -411,12 +409,13 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 	if len(job.Command) == 0 || len(job.Source) > 0 {
 		wire.Files = append([]protocol.File{{Name: lang.SourceFile, Data: job.Source}}, job.Files...)
 	}
+	sc := r.Scales(lang)
 	var compile []string
 	if len(job.Command) > 0 {
-		wire.Run = protocol.Step{Argv: job.Command, Limits: run.wire(r.cfg.TimeScale)}
+		wire.Run = protocol.Step{Argv: job.Command, Limits: run.wire(sc.Run)}
 		compile = job.CompileCommand
 	} else {
-		wire.Run = protocol.Step{Argv: append(append([]string{}, lang.Run...), job.Args...), Limits: run.wire(r.cfg.TimeScale)}
+		wire.Run = protocol.Step{Argv: append(append([]string{}, lang.Run...), job.Args...), Limits: run.wire(sc.Run)}
 		compile = lang.CompileArgv(job.Sources, job.CompilerOptions)
 	}
 	if (len(job.CompilerOptions) > 0 || len(job.Sources) > 0) && (len(job.Command) > 0 || len(lang.Compile) == 0) {
@@ -424,18 +423,18 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 	}
 	// The guest's wall time budget: the compile, and the run once per test
 	// with the agent's work in between.
-	p := &prepared{lang: lang, image: img, guestWall: run.wire(r.cfg.TimeScale).WallTime}
+	p := &prepared{lang: lang, image: img, guestWall: run.wire(sc.Run).WallTime, scales: sc}
 	if n := len(job.Tests); n > 0 {
-		p.guestWall = time.Duration(n) * (p.guestWall + time.Duration(float64(testOverhead)*r.cfg.TimeScale))
+		p.guestWall = time.Duration(n) * (p.guestWall + time.Duration(float64(testOverhead)*sc.Run))
 	}
 	if len(compile) > 0 {
 		comp := job.CompileLimits.withDefaults(r.compileDefaults())
 		if err := comp.validate("compile"); err != nil {
 			return nil, err
 		}
-		p.compile = compileLimits{cpu: comp.CPUTime, wall: comp.WallTime, scale: r.cfg.CompileTimeScale,
+		p.compile = compileLimits{cpu: comp.CPUTime, wall: comp.WallTime, scale: sc.Compile,
 			oursCPU: job.CompileLimits.CPUTime == 0, oursWall: job.CompileLimits.WallTime == 0}
-		wire.Compile = &protocol.Step{Argv: compile, Limits: comp.wire(r.cfg.CompileTimeScale)}
+		wire.Compile = &protocol.Step{Argv: compile, Limits: comp.wire(sc.Compile)}
 		p.guestWall += wire.Compile.Limits.WallTime
 	}
 	switch {
@@ -511,7 +510,7 @@ func (r *Runner) boot(ctx context.Context, img languages.Image, log *slog.Logger
 // When the guest does not answer within its wall budget plus hostGrace, the
 // job ends as Time Limit Exceeded and the caller must kill the VM.
 func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slog.Logger) (Result, error) {
-	res := Result{Accel: vm.Accel, TimeScale: r.cfg.TimeScale, CompileTimeScale: r.cfg.CompileTimeScale, BootTime: vm.BootTime}
+	res := Result{Accel: vm.Accel, TimeScale: p.scales.Run, CompileTimeScale: p.scales.Compile, BootTime: vm.BootTime}
 	// The guest enforces its own wall limit; the host's deadline catches a
 	// guest that stopped answering altogether, or that stopped reading
 	// before it took the whole job (the write then blocks).

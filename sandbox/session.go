@@ -643,7 +643,7 @@ func (s *Session) Exec(ctx context.Context, spec ExecSpec) (*Process, error) {
 	if err := l.validateSession(s.Memory); err != nil {
 		return nil, err
 	}
-	e := protocol.Exec{Argv: spec.Argv, Env: spec.Env, Cwd: spec.Cwd, Limits: l.wire(s.r.cfg.TimeScale),
+	e := protocol.Exec{Argv: spec.Argv, Env: spec.Env, Cwd: spec.Cwd, Limits: l.wire(s.r.TimeScale()),
 		Stdin: spec.Stdin, TTY: spec.TTY, MergeStderr: spec.MergeStderr}
 	id, st, err := s.open(protocol.TypeExec, e, spec.Stdin || spec.TTY != nil)
 	if err != nil {
@@ -707,7 +707,7 @@ func (p *Process) Next(ctx context.Context) (ProcessEvent, error) {
 func (s *Session) result(sr *protocol.StepResult) *ProcessResult {
 	res := &ProcessResult{ExitCode: sr.ExitCode, Signal: sr.Signal, GuestCPUTime: sr.CPUTime,
 		WallTime: sr.WallTime, Memory: sr.Memory, Limit: sr.Limit, ProcessLimitHit: sr.ProcessLimitHit,
-		CPUTime: time.Duration(float64(sr.CPUTime) / s.r.cfg.TimeScale)}
+		CPUTime: time.Duration(float64(sr.CPUTime) / s.r.TimeScale())}
 	res.Status, res.Message = runVerdict(sr)
 	return res
 }
