@@ -83,7 +83,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) (int, error) {
 	fs.Float64Var(&f.wallLimit, "wall-limit", def.WallTime.Seconds(), "wall time limit in seconds")
 	fs.IntVar(&f.memoryMB, "memory-limit", int(def.Memory>>20), "memory limit in MB (MiB)")
 	fs.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
-	fs.Float64Var(&f.timeScale, "time-scale", 0, "multiply the CPU and wall limits by this inside the VM (default: 1 under kvm, 5 under tcg)")
+	fs.Float64Var(&f.timeScale, "time-scale", 0, "multiply the CPU and wall limits by this inside the VM (default: 1 under kvm; under tcg the language's measured scale from the catalog, else 5 for runs and 20 for compiles)")
 	fs.IntVar(&f.maxSource, "max-source", sandbox.DefaultMaxSource, "largest source file accepted, in bytes")
 	fs.BoolVar(&f.verbose, "v", false, "log VM lifecycle to stderr")
 	fs.BoolVar(&f.noJail, "no-jail", false, "run QEMU without the jailer (debugging only: never with untrusted code)")
