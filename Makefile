@@ -9,9 +9,11 @@ GOTESTFLAGS ?= -count=1
 LANGS       ?=
 BENCHTIME   ?= 5x
 BURST       ?= 200
+SOAK_JOBS     ?= 1000
+SOAK_DURATION ?= 30m
 export MICROBOX_CACHE ?= $(HOME)/.cache/microbox
 
-.PHONY: run demo test lint fuzz bench bench-cpp kernel images layers agent build deps playground inspector e2b clean help
+.PHONY: run demo test lint fuzz bench soak bench-cpp kernel images layers agent build deps playground inspector e2b clean help
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -45,6 +47,9 @@ fuzz: ## run every fuzz target one at a time and report its executions (FUZZTIME
 bench: deps images ## measure boot and run latency (see benchmarks/README.md)
 	MICROBOX_BENCH_README=1 $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./benchmarks/
 	MICROBOX_BENCH_BURST=$(BURST) $(GO) test -run '^$$' -bench 'BenchmarkAPI/burst' -benchtime 1x -timeout 60m ./benchmarks/
+
+soak: deps images ## a long mixed load through `microbox serve`: nothing lost or leaked, memory sampled (SOAK_JOBS, SOAK_DURATION; not in CI)
+	$(GO) run ./benchmarks/soak -bin $(BIN)/microbox -jobs $(SOAK_JOBS) -duration $(SOAK_DURATION)
 
 bench-cpp: deps build kernel ## measure C++ compiles by header, with and without the precompiled bits/stdc++.h (one run)
 	$(BIN)/microbox images build cpp
