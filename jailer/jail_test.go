@@ -300,7 +300,8 @@ func TestCleanStale(t *testing.T) {
 }
 
 func TestUIDPool(t *testing.T) {
-	p := NewUIDPool(1000, 2)
+	dir := t.TempDir()
+	p := newUIDPool(dir, 1000, 2)
 	a, _ := p.Acquire()
 	b, _ := p.Acquire()
 	if a == b {
@@ -312,6 +313,43 @@ func TestUIDPool(t *testing.T) {
 	p.Release(a)
 	if c, err := p.Acquire(); err != nil || c != a {
 		t.Fatalf("after Release: %d, %v", c, err)
+	}
+}
+
+// Two pools of one range, as two worker processes on a host or two runners
+// in one process have, never hand out the same uid: the soak and the
+// several-hosts test ran two workers whose VMs shared uids.
+func TestUIDPoolsShareTheHost(t *testing.T) {
+	dir := t.TempDir()
+	p, q := newUIDPool(dir, 1000, 3), newUIDPool(dir, 1000, 3)
+	seen := map[int]bool{}
+	for range 3 {
+		for _, pool := range []*UIDPool{p, q} {
+			id, err := pool.Acquire()
+			if errors.Is(err, ErrNoUID) {
+				continue
+			}
+			if err != nil || seen[id] {
+				t.Fatalf("Acquire = %d, %v; handed out: %v", id, err, seen)
+			}
+			seen[id] = true
+		}
+	}
+	if len(seen) != 3 {
+		t.Fatalf("handed out %v, want the 3 of the range", seen)
+	}
+	if _, err := q.Acquire(); !errors.Is(err, ErrNoUID) {
+		t.Fatalf("a full range: %v, want ErrNoUID", err)
+	}
+	// One released by its pool is free for the other.
+	for id := range seen {
+		if p.inUse[id] != nil {
+			p.Release(id)
+			if got, err := q.Acquire(); err != nil || got != id {
+				t.Fatalf("after p released %d, q got %d, %v", id, got, err)
+			}
+			break
+		}
 	}
 }
 
