@@ -161,9 +161,9 @@ func TestSeveralHosts(t *testing.T) {
 		"--save", "", "--daemonize", "no"), "Ready to accept connections")
 	rdb := redis.NewClient(&redis.Options{Addr: redisHost.Addr + ":6379", Password: password, Dialer: client.DialContext})
 	defer rdb.Close()
-	if err := rdb.Ping(context.Background()).Err(); err != nil {
-		t.Fatalf("redis from the client host: %v", err)
-	}
+	// Reachable once the lab's links are up, which ip reports before
+	// every port forwards: a first dial was seen refused.
+	waitFor(t, "redis from the client host", func() error { return rdb.Ping(context.Background()).Err() })
 	redisURL := fmt.Sprintf("redis://:%s@%s:6379/0", password, redisHost.Addr)
 	microbox := func(h *netlab.Host, args ...string) *exec.Cmd {
 		cmd := h.Command(bin, args...)
@@ -177,7 +177,7 @@ func TestSeveralHosts(t *testing.T) {
 			"--claim-idle", "6s", "--metrics-listen", ""), "workers (")
 	}
 	listen := apiHost.Addr + ":2358"
-	startIn(t, microbox(apiHost, "api", "--listen", listen), "serving the API")
+	apiProc := startIn(t, microbox(apiHost, "api", "--listen", listen), "serving the API")
 	w1, w2 := worker(w1Host), worker(w2Host)
 	base := "http://" + listen
 	hc := &http.Client{Transport: &http.Transport{DialContext: client.DialContext}, Timeout: 5 * time.Minute}
@@ -193,11 +193,25 @@ func TestSeveralHosts(t *testing.T) {
 		var m map[string]any
 		_ = json.NewDecoder(resp.Body).Decode(&m)
 		if resp.StatusCode/100 != 2 {
-			t.Fatalf("%s %s: %d %v", method, path, resp.StatusCode, m)
+			t.Fatalf("%s %s: %d %v; the API's log:\n%s", method, path, resp.StatusCode, m, apiProc.stderr.String())
 		}
 		return m
 	}
 
+	// The API answers from Redis (404 for an unknown token) once its
+	// connections work: 503 until then.
+	waitFor(t, "the API's Redis", func() error {
+		req, _ := http.NewRequest("GET", base+"/submissions/00000000-0000-0000-0000-000000000000", nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			return fmt.Errorf("GET of an unknown token: %d", resp.StatusCode)
+		}
+		return nil
+	})
 	// Jobs that each run a few seconds, so both workers are busy and the
 	// one to be killed holds one when it dies.
 	const jobs = 6
@@ -294,5 +308,22 @@ func TestSeveralHosts(t *testing.T) {
 		if left := leftoversOf(w.cmd.Process.Pid); len(left) > 0 {
 			t.Errorf("worker %d left %v", w.cmd.Process.Pid, left)
 		}
+	}
+}
+
+// waitFor retries check for up to a minute, then fails the test with its
+// last error.
+func waitFor(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

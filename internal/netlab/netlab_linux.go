@@ -139,22 +139,37 @@ func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn,
 	}
 	ch := make(chan dialed, 1)
 	go func() {
-		// The thread never leaves the namespace: locked and never
-		// unlocked, Go ends it with this goroutine.
+		// The dial runs on a thread moved into the host's namespace and
+		// moved back after. The thread must survive: a thread that ends
+		// (Go ends one left locked) SIGKILLs every child it forked with
+		// Pdeathsig, and the lab's processes are such children: redis
+		// and the API were seen dying a moment after they were ready.
 		runtime.LockOSThread()
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- dialed{nil, err}
+			return
+		}
+		defer home.Close()
 		f, err := os.Open(filepath.Join(netnsDir, h.ns))
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- dialed{nil, err}
 			return
 		}
 		defer f.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			ch <- dialed{nil, fmt.Errorf("setns %s: %w", h.ns, os.NewSyscallError("setns", err))}
 			return
 		}
 		var d net.Dialer
 		c, err := d.DialContext(ctx, network, addr)
 		ch <- dialed{c, err}
+		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		} // else the thread stays locked and Go ends it with this goroutine
 	}()
 	r := <-ch
 	return r.c, r.err
