@@ -99,6 +99,11 @@ func TestCacheDiskFullWhileStoringSnapshot(t *testing.T) {
 		t.Fatalf("the store failed with %q, want ENOSPC", stored.err)
 	}
 	t.Logf("store failed: %s", stored.err)
+	// The failure is logged before the build hands its snapshot to the
+	// runner: wait for that, or the next job may still find none and boot.
+	if _, err := r.Snapshot(ctx, "bash"); err != nil {
+		t.Fatalf("the snapshot kept in memory: %v", err)
+	}
 	if res := run(r, "from memory"); res.Start != sandbox.StartRestore {
 		t.Errorf("the second job started by %s, want a restore from the snapshot kept in memory", res.Start)
 	}
