@@ -272,7 +272,9 @@ func (s *Server) enqueue(ctx context.Context, sub *submission) error {
 // finish, and queues it as id; the error is the HTTP answer (503) when it
 // cannot be.
 func (s *Server) store(ctx context.Context, key, id string, payload []byte) error {
+	// The client is told to try again; the log says why.
 	if err := s.cfg.Redis.Set(ctx, key, payload, s.cfg.SubmissionTTL).Err(); err != nil {
+		s.cfg.Logger.Warn("submission not stored", "id", id, "err", err)
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "queue unavailable: try again")
 	}
 	if err := s.cfg.Queue.Submit(ctx, id, payload); err != nil {
@@ -280,6 +282,7 @@ func (s *Server) store(ctx context.Context, key, id string, payload []byte) erro
 		if errors.Is(err, queue.ErrFull) {
 			return echo.NewHTTPError(http.StatusServiceUnavailable, "the queue is full: try again later")
 		}
+		s.cfg.Logger.Warn("submission not queued", "id", id, "err", err)
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "queue unavailable: try again")
 	}
 	if s.cfg.Metrics != nil {
