@@ -168,6 +168,9 @@ type job struct {
 	LatencyMS float64 `json:"latency_ms"`
 	Status    int     `json:"status"`
 	Problem   string  `json:"problem,omitempty"`
+	// Message is the result's message (why, for anything not Accepted),
+	// kept so that a wrong verdict can be explained afterwards.
+	Message string `json:"message,omitempty"`
 }
 
 // sample is one reading of the processes' state.
@@ -368,6 +371,9 @@ func run(ctx context.Context, o options) error {
 					j.Status, j.Problem = -1, err.Error()
 				} else {
 					j.Status, j.Problem = r.Status.ID, k.check(r, hello)
+					if r.Message != nil {
+						j.Message = tail(*r.Message, 500)
+					}
 				}
 				jobs[n] = j
 				if d := done.Add(1); d%50 == 0 {
@@ -670,7 +676,20 @@ func write(o options, rep *report) error {
 		fmt.Fprintf(&md, "| serve fds | %d | %d | %d |\n", s.ServeFDs, m.ServeFDs, e.ServeFDs)
 		fmt.Fprintf(&md, "| QEMU processes (RSS) | %d (%d) | %d (%d) | %d (%d) |\n", s.QEMUs, s.QEMURSS, m.QEMUs, m.QEMURSS, e.QEMUs, e.QEMURSS)
 	}
+	if rep.Wrong > 0 || rep.Lost > 0 {
+		md.WriteString("\nEvery job without the verdict it should have, with its result's message:\n\n| n | kind | language | status | problem | message |\n|---|---|---|---|---|---|\n")
+		for _, j := range rep.Jobs {
+			if j.Problem != "" {
+				fmt.Fprintf(&md, "| %d | %s | %s | %d | %s | %s |\n", j.N, j.Kind, j.Language, j.Status, cell(j.Problem), cell(j.Message))
+			}
+		}
+	}
 	return os.WriteFile(filepath.Join(o.out, o.name+".md"), []byte(md.String()), 0o644)
+}
+
+// cell makes s fit a markdown table cell.
+func cell(s string) string {
+	return strings.NewReplacer("|", "/", "\n", " ").Replace(s)
 }
 
 func splitList(s string) []string {
