@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"microbox/internal/logtail"
@@ -462,11 +463,32 @@ func (j *job) step(name string, fn func() error) error {
 		if errors.As(err, &be) {
 			return err
 		}
-		return &BuildError{Language: j.name, Step: name, LogTail: j.tail(20), Err: err}
+		tail := j.tail(20)
+		if ctxErr(j.ctx) == nil {
+			err = j.noSpace(err, tail)
+		}
+		return &BuildError{Language: j.name, Step: name, LogTail: tail, Err: err}
 	}
 	j.b.printf("[%s] %s (%.1fs)", j.name, name, time.Since(start).Seconds())
 	j.b.logger().Debug("build step done", "language", j.name, "step", name, "seconds", time.Since(start).Seconds())
 	return nil
+}
+
+// noSpace adds ENOSPC to the error of a step that failed for want of
+// space. A command (cp, dpkg, a Setup script, mkfs) says so only in the
+// build log, which is on the same full disk and may lose the line, and
+// `microbox images build` shows only an error's first line: without this
+// the user reads "chroot: exit status 1". Either sign counts: the log says
+// so (dpkg frees its partial files before it exits) or the disk is full
+// now (the failed step's files are still there).
+func (j *job) noSpace(err error, tail string) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return err
+	}
+	if !strings.Contains(strings.ToLower(tail), "no space left on device") && !diskFull(j.tmp) {
+		return err
+	}
+	return fmt.Errorf("%w (%w: the disk of %s is full)", err, syscall.ENOSPC, filepath.Dir(j.tmp))
 }
 
 // run runs a command with its output in the build log (and also in out

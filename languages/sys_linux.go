@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // killGroupOnCancel puts cmd in its own process group and kills the whole
@@ -144,4 +146,16 @@ func mountProc(rootfs string) (unmount func() error, err error) {
 		}
 		return nil
 	}, nil
+}
+
+// diskFull says whether the filesystem holding path has no block or no
+// inode left for an unprivileged user. Bavail rather than Bfree: a root
+// build that filled an ext4 leaves its reserved blocks, and only Bavail is
+// then 0.
+func diskFull(path string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return false
+	}
+	return st.Bavail == 0 || (st.Files > 0 && st.Ffree == 0)
 }

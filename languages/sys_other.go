@@ -30,3 +30,5 @@ func diskSize(path string) (int64, error) {
 func reduceToLayer(string, string) (layerStat, error) { return layerStat{}, errNotLinux }
 
 func mountProc(string) (func() error, error) { return nil, errNotLinux }
+
+func diskFull(string) bool { return false }

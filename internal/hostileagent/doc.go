@@ -8,5 +8,7 @@
 // message, and the host goes on serving. fault_test.go kills QEMU under a
 // running job; guest_fault_test.go hangs the agent, closes the console
 // socket, and has QEMU's host cgroup OOM-kill it, each followed by a check
-// that nothing leaked, fds included.
+// that nothing leaked, fds included. cache_fault_test.go and
+// image_fault_test.go fill the cache disk while a snapshot is stored and
+// while a language image is built.
 package hostileagent

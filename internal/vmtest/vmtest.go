@@ -51,12 +51,32 @@ func Require(t testing.TB) Env {
 // RequireImage returns the built image of a language, or skips (fails).
 func RequireImage(t testing.TB, lang string) languages.Image {
 	t.Helper()
-	e := Require(t)
+	return findImage(t, Require(t).CacheDir, lang)
+}
+
+// RequireBuiltImage returns the built image of a language for a test that
+// works on images as root (builds them, mounts them) but boots no VM: it
+// needs no QEMU, kernel or agent, which are built later. It skips (fails)
+// as Require does.
+func RequireBuiltImage(t testing.TB, lang string) languages.Image {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		missing(t, "building and mounting images needs root")
+	}
+	dir, err := cache.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return findImage(t, dir, lang)
+}
+
+func findImage(t testing.TB, dir, lang string) languages.Image {
+	t.Helper()
 	l, err := languages.Lookup(lang)
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := languages.Find(e.CacheDir, l)
+	img, err := languages.Find(dir, l)
 	if err != nil {
 		missing(t, err.Error())
 	}
