@@ -19,6 +19,7 @@ import (
 
 	"microbox/internal/cache"
 	"microbox/jailer"
+	"microbox/languages"
 )
 
 const usage = `microbox runs untrusted code in throwaway microVMs.
@@ -105,6 +106,11 @@ func oneLine(err error) string {
 	first, rest, found := strings.Cut(msg, "\n")
 	if found && os.Getenv("MICROBOX_DEBUG") != "" {
 		return first + "\n" + rest
+	}
+	// What follows the first line is a build's log or a VM's: say which.
+	var be *languages.BuildError
+	if found && errors.As(err, &be) {
+		return first + " (set MICROBOX_DEBUG=1 for the end of its build log)"
 	}
 	if found {
 		return first + " (set MICROBOX_DEBUG=1 for the VM's log)"

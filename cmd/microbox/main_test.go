@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 
 	"microbox/internal/leakcheck"
 	"microbox/internal/vmtest"
+	"microbox/languages"
 	"microbox/vmm"
 )
 
@@ -203,5 +206,24 @@ func TestRunExitCodes(t *testing.T) {
 				t.Errorf("summary line %q, want %q with the accel", last, tt.summary)
 			}
 		})
+	}
+}
+
+// An error's first line is what the CLI prints, with a hint at what the
+// rest is: a build's log for a failed image build, a VM's log otherwise.
+func TestOneLineSaysWhichLog(t *testing.T) {
+	build := &languages.BuildError{Language: "lua", Step: "setup", LogTail: "E: no space", Err: errors.New("chroot: exit status 1")}
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{errors.New("no kernel"), "no kernel"},
+		{errors.New("qemu exited\nconsole: panic"), "qemu exited (set MICROBOX_DEBUG=1 for the VM's log)"},
+		{fmt.Errorf("images: %w", build), "images: build lua image: setup: chroot: exit status 1 (set MICROBOX_DEBUG=1 for the end of its build log)"},
+	} {
+		t.Setenv("MICROBOX_DEBUG", "")
+		if got := oneLine(tt.err); got != tt.want {
+			t.Errorf("oneLine(%q) = %q, want %q", tt.err, got, tt.want)
+		}
 	}
 }
