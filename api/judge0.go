@@ -318,6 +318,11 @@ type outcome struct {
 	// language's, sandbox.LanguageScales).
 	TimeScale        float64 `json:"time_scale,omitempty"`
 	CompileTimeScale float64 `json:"compile_time_scale,omitempty"`
+	// StartAllowance and CompileStartAllowance are the seconds of guest
+	// CPU added to those scaled limits for the language's start-up
+	// (sandbox.Scales); time is the guest's CPU less it, scaled.
+	StartAllowance        float64 `json:"start_allowance,omitempty"`
+	CompileStartAllowance float64 `json:"compile_start_allowance,omitempty"`
 }
 
 // render builds Judge0's response object; fields selects attributes ("*"
@@ -395,6 +400,7 @@ func render(o *outcome, queued *submission, b64 bool, fields []string) (map[stri
 		all["memory"] = o.Memory
 		all["accel"] = o.Accel
 		all["time_scale"], all["compile_time_scale"] = o.TimeScale, o.CompileTimeScale
+		all["start_allowance"], all["compile_start_allowance"] = o.StartAllowance, o.CompileStartAllowance
 	}
 	if len(fields) == 1 && fields[0] == "*" {
 		return all, nil

@@ -156,6 +156,10 @@ type runOutcome struct {
 	// compile's time limits were multiplied by in the guest.
 	TimeScale        float64 `json:"time_scale,omitempty"`
 	CompileTimeScale float64 `json:"compile_time_scale,omitempty"`
+	// StartAllowance and CompileStartAllowance are the seconds of guest
+	// CPU added to those scaled limits for the language's start-up.
+	StartAllowance        float64 `json:"start_allowance,omitempty"`
+	CompileStartAllowance float64 `json:"compile_start_allowance,omitempty"`
 }
 
 type testOutcome struct {
@@ -653,6 +657,7 @@ func renderRun(o *runOutcome, queued *runRecord, running, b64 bool) (map[string]
 		"status":      o.Status, "message": nil,
 		"time": round3(o.Time), "wall_time": round3(o.WallTime), "memory": o.Memory, "accel": o.Accel,
 		"time_scale": o.TimeScale, "compile_time_scale": o.CompileTimeScale,
+		"start_allowance": o.StartAllowance, "compile_start_allowance": o.CompileStartAllowance,
 	}
 	if o.Message != "" {
 		m["message"] = o.Message
@@ -760,6 +765,7 @@ func (rec *runRecord) judge(res sandbox.Result) runOutcome {
 	o := rec.outcome(res.Status, res.Message)
 	o.CompileOutput, o.Accel = res.CompileOutput, string(res.Accel)
 	o.TimeScale, o.CompileTimeScale = res.TimeScale, res.CompileTimeScale
+	o.StartAllowance, o.CompileStartAllowance = res.StartAllowance.Seconds(), res.CompileStartAllowance.Seconds()
 	o.CheckerCompileOutput = res.CheckerCompileOutput
 	o.Compile = compileOutcome(res)
 	if len(res.Tests) == 0 {

@@ -441,6 +441,10 @@ type languageInfo struct {
 	// (sandbox.LanguageScales); results carry the ones that applied.
 	TimeScale        float64 `json:"time_scale,omitempty"`
 	CompileTimeScale float64 `json:"compile_time_scale,omitempty"`
+	// StartAllowance and CompileStartAllowance are the seconds of guest
+	// CPU added to those limits for the language's start-up there.
+	StartAllowance        float64 `json:"start_allowance,omitempty"`
+	CompileStartAllowance float64 `json:"compile_start_allowance,omitempty"`
 }
 
 func (s *Server) languageList() []languageInfo {
@@ -454,11 +458,11 @@ func (s *Server) languageList() []languageInfo {
 		sc := sandbox.LanguageScales(vmm.Accel(s.cfg.Accel), l, sandbox.Scales{})
 		out = append(out, languageInfo{ID: l.Judge0ID, Name: l.Title(img.Version), SourceFile: l.SourceFile,
 			CompileCmd: commandLine(l.CompileArgv(nil, []string{languages.OptionsSlot})), RunCmd: commandLine(l.Run),
-			TimeScale: sc.Run, CompileTimeScale: sc.Compile})
+			TimeScale: sc.Run, CompileTimeScale: sc.Compile, StartAllowance: sc.RunStart.Seconds(), CompileStartAllowance: sc.CompileStart.Seconds()})
 		if l.ID == multiFileImage {
 			out = append(out, languageInfo{ID: multiFileID, Name: multiFileDisplay,
 				CompileCmd: "bash compile.sh (or compile), when the zip has one", RunCmd: "bash run.sh (or run)",
-				TimeScale: sc.Run, CompileTimeScale: sc.Compile})
+				TimeScale: sc.Run, CompileTimeScale: sc.Compile, StartAllowance: sc.RunStart.Seconds(), CompileStartAllowance: sc.CompileStart.Seconds()})
 		}
 	}
 	slices.SortFunc(out, func(a, b languageInfo) int { return a.ID - b.ID })

@@ -124,6 +124,7 @@ func encodeOutcome(sub *submission, res sandbox.Result) []byte {
 		Accel:         string(res.Accel),
 
 		TimeScale: res.TimeScale, CompileTimeScale: res.CompileTimeScale,
+		StartAllowance: res.StartAllowance.Seconds(), CompileStartAllowance: res.CompileStartAllowance.Seconds(),
 	}
 	if sub.RedirectStderr {
 		o.Stdout, o.Stderr = append(append([]byte{}, res.Stdout...), res.Stderr...), nil

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Language is one catalog entry: everything microbox knows of a language
@@ -58,6 +59,22 @@ type Language struct {
 	// limits by it there (1 under KVM). A zero field has not been
 	// measured and takes the runner's default.
 	TCGScale Scale
+	// TCGStart is the guest CPU time each step of this language's Hello
+	// takes under TCG in a clone just restored from its snapshot, with a
+	// margin, measured at the workers' concurrency (BenchmarkScales). A
+	// restored clone retranslates every code page it runs, so under TCG a
+	// process start costs a fixed 0.3 s to tens of seconds of guest CPU
+	// (a JVM's), hundreds of times its native time: no scale fits both
+	// that and a program's own work. The runner adds it to the step's
+	// guest time limits after scaling (0 under KVM), and takes it off the
+	// CPU time it reports. A zero field: no allowance.
+	TCGStart Start
+}
+
+// Start holds a language's start-up allowances, one per step.
+type Start struct {
+	Compile time.Duration // the compile step's (and a checker's compile in this language)
+	Run     time.Duration // the run step's (and a checker's or interactor's run)
 }
 
 // Scale holds a language's measured time scales, one per step.

@@ -88,7 +88,7 @@ func (r *Runner) prepareChecker(p *prepared, c *Checker, job Job, prog languages
 	sc := r.Scales(lang)
 	wc := &protocol.Checker{
 		Files: append([]protocol.File{{Name: lang.SourceFile, Data: c.Source}}, c.Files...),
-		Run:   protocol.Step{Argv: append([]string{}, lang.Run...), Limits: run.wire(sc.Run)},
+		Run:   protocol.Step{Argv: append([]string{}, lang.Run...), Limits: run.wire(sc.Run, sc.RunStart)},
 	}
 	n := time.Duration(len(job.Tests))
 	p.guestWall += n * (wc.Run.Limits.WallTime + time.Duration(float64(testOverhead)*sc.Run))
@@ -97,7 +97,7 @@ func (r *Runner) prepareChecker(p *prepared, c *Checker, job Job, prog languages
 		if err := comp.validate("checker compile"); err != nil {
 			return nil, err
 		}
-		wc.Compile = &protocol.Step{Argv: argv, Limits: comp.wire(sc.Compile)}
+		wc.Compile = &protocol.Step{Argv: argv, Limits: comp.wire(sc.Compile, sc.CompileStart)}
 		p.guestWall += wc.Compile.Limits.WallTime
 	}
 	return wc, nil

@@ -103,11 +103,20 @@ func (l Limits) validate(what string) error {
 // wire converts to the agent's limits, scaling both time limits for a slow
 // accel: under TCG a program needs several times longer in CPU and in wall
 // time alike (Node.js prints hello after 6 s here), so scaling only one of
-// them would turn every slow start into a Time Limit Exceeded.
-func (l Limits) wire(timeScale float64) protocol.Limits {
+// them would turn every slow start into a Time Limit Exceeded. start, the
+// language's start-up allowance, is added after scaling, to the wall limit
+// twice: a start reads its pages from the host while its vCPU waits. A
+// zero limit (a session process's "none") stays zero.
+func (l Limits) wire(timeScale float64, start time.Duration) protocol.Limits {
+	scale := func(d time.Duration, start time.Duration) time.Duration {
+		if d == 0 {
+			return 0
+		}
+		return time.Duration(float64(d)*timeScale) + start
+	}
 	return protocol.Limits{
-		CPUTime:   time.Duration(float64(l.CPUTime) * timeScale),
-		WallTime:  time.Duration(float64(l.WallTime) * timeScale),
+		CPUTime:   scale(l.CPUTime, start),
+		WallTime:  scale(l.WallTime, 2*start),
 		Memory:    l.Memory,
 		Processes: l.Processes,
 		FileSize:  l.FileSize,
@@ -134,6 +143,11 @@ func (l Limits) validateSession(sessionMemory int64) error {
 type Scales struct {
 	Run     float64 // run steps (and a checker's or interactor's run)
 	Compile float64 // compile steps
+	// RunStart and CompileStart are added to the scaled CPU time limit
+	// (twice to the wall time limit) of run and compile steps: the
+	// language's start-up allowance (languages.Language's TCGStart), 0
+	// under KVM.
+	RunStart, CompileStart time.Duration
 }
 
 // LanguageScales are lang's time scales on accel. Under KVM they are 1;
@@ -154,6 +168,7 @@ func LanguageScales(accel vmm.Accel, lang languages.Language, override Scales) S
 		if lang.TCGScale.Compile > 0 {
 			s.Compile = lang.TCGScale.Compile
 		}
+		s.RunStart, s.CompileStart = lang.TCGStart.Run, lang.TCGStart.Compile
 	}
 	if override.Run > 0 {
 		s.Run = override.Run

@@ -125,7 +125,7 @@ type Result struct {
 	CompileOutput []byte
 	ExitCode      int            // -1 when killed by a signal
 	Signal        int            // 0 when it exited
-	CPUTime       time.Duration  // native-equivalent: guest CPU time / TimeScale
+	CPUTime       time.Duration  // native-equivalent: (guest CPU time - StartAllowance) / TimeScale, at least 0
 	GuestCPUTime  time.Duration  // as measured in the guest
 	WallTime      time.Duration  // as measured in the guest, unscaled
 	Memory        int64          // peak bytes
@@ -137,6 +137,10 @@ type Result struct {
 	TimeScale       float64
 	// CompileTimeScale is TimeScale's counterpart for compile steps.
 	CompileTimeScale float64
+	// StartAllowance and CompileStartAllowance are the guest CPU time
+	// added to the run's and the compile's scaled limits for the
+	// language's start-up (Scales' RunStart and CompileStart).
+	StartAllowance, CompileStartAllowance time.Duration
 	// Start says how the VM was started; BootTime is how long that took,
 	// up to the agent being ready (a boot, a restore, or a pool take).
 	Start    StartMode
@@ -412,10 +416,10 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 	sc := r.Scales(lang)
 	var compile []string
 	if len(job.Command) > 0 {
-		wire.Run = protocol.Step{Argv: job.Command, Limits: run.wire(sc.Run)}
+		wire.Run = protocol.Step{Argv: job.Command, Limits: run.wire(sc.Run, sc.RunStart)}
 		compile = job.CompileCommand
 	} else {
-		wire.Run = protocol.Step{Argv: append(append([]string{}, lang.Run...), job.Args...), Limits: run.wire(sc.Run)}
+		wire.Run = protocol.Step{Argv: append(append([]string{}, lang.Run...), job.Args...), Limits: run.wire(sc.Run, sc.RunStart)}
 		compile = lang.CompileArgv(job.Sources, job.CompilerOptions)
 	}
 	if (len(job.CompilerOptions) > 0 || len(job.Sources) > 0) && (len(job.Command) > 0 || len(lang.Compile) == 0) {
@@ -423,7 +427,7 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 	}
 	// The guest's wall time budget: the compile, and the run once per test
 	// with the agent's work in between.
-	p := &prepared{lang: lang, image: img, guestWall: run.wire(sc.Run).WallTime, scales: sc}
+	p := &prepared{lang: lang, image: img, guestWall: run.wire(sc.Run, sc.RunStart).WallTime, scales: sc}
 	if n := len(job.Tests); n > 0 {
 		p.guestWall = time.Duration(n) * (p.guestWall + time.Duration(float64(testOverhead)*sc.Run))
 	}
@@ -432,9 +436,9 @@ func (r *Runner) prepare(job Job) (*prepared, error) {
 		if err := comp.validate("compile"); err != nil {
 			return nil, err
 		}
-		p.compile = compileLimits{cpu: comp.CPUTime, wall: comp.WallTime, scale: sc.Compile,
+		p.compile = compileLimits{cpu: comp.CPUTime, wall: comp.WallTime, scale: sc.Compile, start: sc.CompileStart,
 			oursCPU: job.CompileLimits.CPUTime == 0, oursWall: job.CompileLimits.WallTime == 0}
-		wire.Compile = &protocol.Step{Argv: compile, Limits: comp.wire(sc.Compile)}
+		wire.Compile = &protocol.Step{Argv: compile, Limits: comp.wire(sc.Compile, sc.CompileStart)}
 		p.guestWall += wire.Compile.Limits.WallTime
 	}
 	switch {
@@ -510,7 +514,8 @@ func (r *Runner) boot(ctx context.Context, img languages.Image, log *slog.Logger
 // When the guest does not answer within its wall budget plus hostGrace, the
 // job ends as Time Limit Exceeded and the caller must kill the VM.
 func (r *Runner) exchange(ctx context.Context, vm *vmm.VM, p *prepared, log *slog.Logger) (Result, error) {
-	res := Result{Accel: vm.Accel, TimeScale: p.scales.Run, CompileTimeScale: p.scales.Compile, BootTime: vm.BootTime}
+	res := Result{Accel: vm.Accel, TimeScale: p.scales.Run, CompileTimeScale: p.scales.Compile,
+		StartAllowance: p.scales.RunStart, CompileStartAllowance: p.scales.CompileStart, BootTime: vm.BootTime}
 	// The guest enforces its own wall limit; the host's deadline catches a
 	// guest that stopped answering altogether, or that stopped reading
 	// before it took the whole job (the write then blocks).
@@ -613,13 +618,20 @@ func quoteGuest(p []byte) string {
 	return fmt.Sprintf("%q", p)
 }
 
+// nativeCPU is a run's guest CPU time as native-equivalent time: less the
+// start-up allowance (what a program that does nothing takes in a clone
+// under TCG), divided by the scale.
+func (res *Result) nativeCPU(guest time.Duration) time.Duration {
+	return time.Duration(float64(max(guest-res.StartAllowance, 0)) / res.TimeScale)
+}
+
 func (res *Result) fill(ar *protocol.Result, ours compileLimits) {
 	res.Status, res.Message = verdict(ar, ours)
 	res.Compile, res.CompileOutput = ar.Compile, ar.CompileOutput
 	if r := ar.Run; r != nil {
 		res.ExitCode, res.Signal = r.ExitCode, r.Signal
 		res.GuestCPUTime, res.WallTime, res.Memory = r.CPUTime, r.WallTime, r.Memory
-		res.CPUTime = time.Duration(float64(r.CPUTime) / res.TimeScale)
+		res.CPUTime = res.nativeCPU(r.CPUTime)
 		res.Limit = r.Limit
 		res.StdoutTruncated, res.StderrTruncated = r.StdoutTruncated, r.StderrTruncated
 	} else if c := ar.Compile; c != nil {

@@ -643,7 +643,7 @@ func (s *Session) Exec(ctx context.Context, spec ExecSpec) (*Process, error) {
 	if err := l.validateSession(s.Memory); err != nil {
 		return nil, err
 	}
-	e := protocol.Exec{Argv: spec.Argv, Env: spec.Env, Cwd: spec.Cwd, Limits: l.wire(s.r.TimeScale()),
+	e := protocol.Exec{Argv: spec.Argv, Env: spec.Env, Cwd: spec.Cwd, Limits: l.wire(s.scales().Run, s.scales().RunStart),
 		Stdin: spec.Stdin, TTY: spec.TTY, MergeStderr: spec.MergeStderr}
 	id, st, err := s.open(protocol.TypeExec, e, spec.Stdin || spec.TTY != nil)
 	if err != nil {
@@ -707,10 +707,14 @@ func (p *Process) Next(ctx context.Context) (ProcessEvent, error) {
 func (s *Session) result(sr *protocol.StepResult) *ProcessResult {
 	res := &ProcessResult{ExitCode: sr.ExitCode, Signal: sr.Signal, GuestCPUTime: sr.CPUTime,
 		WallTime: sr.WallTime, Memory: sr.Memory, Limit: sr.Limit, ProcessLimitHit: sr.ProcessLimitHit,
-		CPUTime: time.Duration(float64(sr.CPUTime) / s.r.TimeScale())}
+		CPUTime: time.Duration(float64(max(sr.CPUTime-s.scales().RunStart, 0)) / s.scales().Run)}
 	res.Status, res.Message = runVerdict(sr)
 	return res
 }
+
+// scales are the session language's run scales: a session's processes are
+// timed as the language's runs (LanguageScales), whatever they run.
+func (s *Session) scales() Scales { return s.r.Scales(s.Lang) }
 
 // Stdin feeds the process's standard input, waiting for the agent's credit:
 // a program that does not read makes the caller wait (ctx bounds it).

@@ -63,6 +63,7 @@ func verdict(res *protocol.Result, ours compileLimits) (Status, string) {
 type compileLimits struct {
 	cpu, wall         time.Duration // native-equivalent
 	scale             float64
+	start             time.Duration // the start-up allowance (Scales.CompileStart)
 	oursCPU, oursWall bool
 }
 
@@ -78,9 +79,9 @@ func compileFailure(c *protocol.StepResult, ours compileLimits) (Status, string)
 	case c.ExecError != "":
 		return StatusCompilationErr, "compiler could not start: " + c.ExecError
 	case c.Limit == protocol.LimitCPU && ours.oursCPU:
-		return StatusInternalError, ours.message("CPU", ours.cpu)
+		return StatusInternalError, ours.message("CPU", ours.cpu, ours.start)
 	case c.Limit == protocol.LimitWall && ours.oursWall:
-		return StatusInternalError, ours.message("wall", ours.wall)
+		return StatusInternalError, ours.message("wall", ours.wall, 2*ours.start)
 	case c.Limit != protocol.LimitNone:
 		return StatusCompilationErr, fmt.Sprintf("compilation stopped at its %s limit", c.Limit)
 	case c.Signal != 0:
@@ -91,9 +92,12 @@ func compileFailure(c *protocol.StepResult, ours compileLimits) (Status, string)
 	return Status{}, ""
 }
 
-func (l compileLimits) message(what string, limit time.Duration) string {
+func (l compileLimits) message(what string, limit, start time.Duration) string {
 	msg := fmt.Sprintf("the compiler ran out of the server's compile %s time limit (%v", what, limit)
-	if l.scale != 1 {
+	switch {
+	case start > 0:
+		msg += fmt.Sprintf(", %v in the guest at time scale %v with %v for the start-up", time.Duration(float64(limit)*l.scale)+start, l.scale, start)
+	case l.scale != 1:
 		msg += fmt.Sprintf(", %v in the guest at time scale %v", time.Duration(float64(limit)*l.scale), l.scale)
 	}
 	return msg + "): a limit of this server, not an error found in the source; compile_output has what the compiler printed"

@@ -102,7 +102,7 @@ func TestLimitsValidate(t *testing.T) {
 
 func TestWireScalesTimeOnly(t *testing.T) {
 	l := DefaultRunLimits()
-	w := l.wire(5)
+	w := l.wire(5, 0)
 	if w.CPUTime != 5*l.CPUTime || w.WallTime != 5*l.WallTime || w.Memory != l.Memory || w.Output != l.Output {
 		t.Fatalf("wire(5) = %+v from %+v", w, l)
 	}

@@ -17,7 +17,7 @@ type TestResult struct {
 	Stderr   []byte
 	ExitCode int // -1 when killed by a signal
 	Signal   int // 0 when it exited
-	// CPUTime is native-equivalent (GuestCPUTime / TimeScale); WallTime is
+	// CPUTime is native-equivalent (Result.nativeCPU of GuestCPUTime); WallTime is
 	// as measured in the guest.
 	CPUTime, GuestCPUTime, WallTime time.Duration
 	Memory                          int64          // peak bytes
@@ -98,7 +98,7 @@ func (res *Result) fillTests(ar *protocol.Result, ours compileLimits, checker bo
 		t.Status, t.Message = runVerdict(sr)
 		t.ExitCode, t.Signal = sr.ExitCode, sr.Signal
 		t.GuestCPUTime, t.WallTime, t.Memory = sr.CPUTime, sr.WallTime, sr.Memory
-		t.CPUTime = time.Duration(float64(sr.CPUTime) / res.TimeScale)
+		t.CPUTime = res.nativeCPU(sr.CPUTime)
 		t.Limit = sr.Limit
 		t.StdoutTruncated, t.StderrTruncated = sr.StdoutTruncated, sr.StderrTruncated
 		if checker {
