@@ -1,4 +1,4 @@
-package jailer
+package cgroup
 
 import (
 	"os"
