@@ -2,7 +2,7 @@
 // does, adapted to a dynamically linked QEMU: a sanitized start, new mount,
 // pid, net, ipc and uts namespaces, a tmpfs root holding only what the VM
 // needs (bind-mounted read-only) entered with pivot_root, a cgroup (v1 or v2,
-// through runc's library), rlimits, an unprivileged uid per VM, no
+// package cgroup), rlimits, an unprivileged uid per VM, no
 // capabilities, no_new_privs, and a seccomp allowlist measured from QEMU
 // (see trace/), installed last before exec.
 //

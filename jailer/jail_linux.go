@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"syscall"
+
+	"microbox/jailer/cgroup"
 )
 
 // initArg is argv[1] that turns the microbox binary (or a test binary whose
@@ -114,7 +116,7 @@ func (e *StepError) Error() string { return "jail: " + e.Step + ": " + e.Err }
 // Jail is a running jailed process.
 type Jail struct {
 	cmd    *exec.Cmd
-	cg     *cgroup
+	cg     *cgroup.Cgroup
 	dir    string
 	log    *slog.Logger
 	exited chan struct{}
@@ -166,7 +168,7 @@ func Start(cfg Config) (j *Jail, err error) {
 	if err != nil {
 		return nil, err
 	}
-	undo = append(undo, func() { _ = cg.destroy() })
+	undo = append(undo, func() { _ = cg.Destroy() })
 
 	specR, specW, err := os.Pipe()
 	if err != nil {
@@ -201,7 +203,7 @@ func Start(cfg Config) (j *Jail, err error) {
 
 	// The init step waits for its spec; it gets it only once it is in the
 	// cgroup, so nothing it starts ever runs outside the limits.
-	if err := cg.apply(cmd.Process.Pid); err != nil {
+	if err := enterCgroup(cg, cmd.Process.Pid); err != nil {
 		return nil, err
 	}
 	spec := Spec{
@@ -262,7 +264,7 @@ func (j *Jail) Kill() {
 // folder. Safe to call more than once.
 func (j *Jail) Close() error {
 	j.Kill()
-	err := j.cg.destroy()
+	err := j.cg.Destroy()
 	if rmErr := os.Remove(j.dir); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) && err == nil {
 		err = rmErr
 	}

@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"microbox/internal/leakcheck"
+	"microbox/jailer/cgroup"
 )
 
 func TestMain(m *testing.M) {
@@ -146,10 +148,8 @@ func assertGone(t *testing.T, cfg Config) {
 	if _, err := os.Stat(filepath.Join(cfg.Root, cfg.ID)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("jail folder left: %v", err)
 	}
-	left, _ := filepath.Glob("/sys/fs/cgroup/*" + cgroupParent + "/" + cfg.ID)
-	v2, _ := filepath.Glob("/sys/fs/cgroup" + cgroupParent + "/" + cfg.ID)
-	if len(left)+len(v2) > 0 {
-		t.Errorf("cgroups left: %v %v", left, v2)
+	if slices.Contains(cgroup.List(), cfg.ID) {
+		t.Errorf("cgroup %s left", cfg.ID)
 	}
 }
 
@@ -274,7 +274,7 @@ func TestCleanStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cg.apply(sleeper.Process.Pid); err != nil {
+	if err := enterCgroup(cg, sleeper.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	live := filepath.Join(root, NewID("live"))

@@ -36,6 +36,10 @@ var (
 	once   sync.Once
 	env    Env
 	envErr error
+
+	kernelOnce sync.Once
+	kernel     string
+	kernelErr  error
 )
 
 // Require returns the environment or skips (fails under MICROBOX_REQUIRE_VM).
@@ -46,6 +50,19 @@ func Require(t testing.TB) Env {
 		missing(t, envErr.Error())
 	}
 	return env
+}
+
+// RequireKernel returns the cached guest kernel, or skips (fails under
+// MICROBOX_REQUIRE_VM) as Require does, without building the agent: for
+// tests whose guest runs a PID 1 of their own, and which leave the cache
+// as they found it.
+func RequireKernel(t testing.TB) string {
+	t.Helper()
+	kernelOnce.Do(func() { kernel, _, kernelErr = findKernel() })
+	if kernelErr != nil {
+		missing(t, kernelErr.Error())
+	}
+	return kernel
 }
 
 // RequireImage returns the built image of a language, or skips (fails).
@@ -93,18 +110,8 @@ func missing(t testing.TB, reason string) {
 
 func find() (Env, error) {
 	var e Env
-	if os.Geteuid() != 0 {
-		return e, errors.New("VMs run jailed, which needs root (namespaces, cgroups)")
-	}
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		return e, vmm.ErrQEMUMissing
-	}
-	dir, err := cache.Dir()
-	if err != nil {
-		return e, err
-	}
-	e.CacheDir = dir
-	if e.Kernel, err = vmm.FindKernel(dir); err != nil {
+	var err error
+	if e.Kernel, e.CacheDir, err = findKernel(); err != nil {
 		return e, err
 	}
 	// One agent per checkout: two worktrees testing at once on one cache
@@ -113,8 +120,24 @@ func find() (Env, error) {
 	if err != nil {
 		return e, err
 	}
-	e.Agent, err = BuildAgent(filepath.Join(dir, "test", cache.Key(root)))
+	e.Agent, err = BuildAgent(filepath.Join(e.CacheDir, "test", cache.Key(root)))
 	return e, err
+}
+
+// findKernel checks for root and QEMU, and finds the guest kernel in the
+// cache.
+func findKernel() (kernel, cacheDir string, err error) {
+	if os.Geteuid() != 0 {
+		return "", "", errors.New("VMs run jailed, which needs root (namespaces, cgroups)")
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		return "", "", vmm.ErrQEMUMissing
+	}
+	if cacheDir, err = cache.Dir(); err != nil {
+		return "", "", err
+	}
+	kernel, err = vmm.FindKernel(cacheDir)
+	return kernel, cacheDir, err
 }
 
 // BuildAgent builds cmd/microbox-agent (static) into dir and returns its

@@ -1,4 +1,4 @@
-package jailer
+package cgroup
 
 import (
 	"fmt"
@@ -31,16 +31,19 @@ func TestCgroupV1MemoryAndSwap(t *testing.T) {
 	}
 	defer func() { _ = sleep.Process.Kill(); _ = sleep.Wait() }()
 	const limit = 96 << 20
-	cg, err := newCgroup(NewID("swaptest"), Limits{Memory: limit, Pids: 8})
+	cg, err := New(testID("swaptest"), Limits{Memory: limit, Pids: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
-		if err := cg.destroy(); err != nil {
+		if err := cg.Destroy(); err != nil {
 			t.Error(err)
 		}
 	}()
-	if err := cg.apply(sleep.Process.Pid); err != nil {
+	if err := cg.Apply(sleep.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := cg.Set(); err != nil {
 		t.Fatal(err)
 	}
 	dir := cg.mgr.Path("memory")
@@ -57,7 +60,7 @@ func TestCgroupV1MemoryAndSwap(t *testing.T) {
 
 // The files the library writes on v1 for a jail's limits, into a scratch
 // folder standing in for the memory hierarchy, as on a v1 host whose
-// kernel accounts swap. (On one that does not, newCgroup drops the swap
+// kernel accounts swap. (On one that does not, New drops the swap
 // limit, since the file it goes to does not exist: untested here, where
 // the kernel has the file.)
 func TestCgroupV1Files(t *testing.T) {
@@ -99,15 +102,18 @@ func TestCgroupsSetConcurrently(t *testing.T) {
 				return
 			}
 			defer func() { _ = sleep.Process.Kill(); _ = sleep.Wait() }()
-			cg, err := newCgroup(NewID(fmt.Sprint("concurrent", i)), Limits{Memory: 64 << 20, CPUs: 1, Pids: 8})
+			cg, err := New(testID(fmt.Sprint("concurrent", i)), Limits{Memory: 64 << 20, CPUs: 1, Pids: 8})
 			if err != nil {
 				errs <- err
 				return
 			}
-			if err := cg.apply(sleep.Process.Pid); err != nil {
+			if err := cg.Apply(sleep.Process.Pid); err != nil {
 				errs <- err
 			}
-			if err := cg.destroy(); err != nil {
+			if err := cg.Set(); err != nil {
+				errs <- err
+			}
+			if err := cg.Destroy(); err != nil {
 				errs <- err
 			}
 		}()

@@ -1,4 +1,4 @@
-package jailer
+package cgroup
 
 import (
 	"os"
@@ -14,11 +14,9 @@ import (
 // resources as on a v2 host, into a scratch folder standing in for the
 // cgroup (this host's controllers are bound to v1). memory.swap.max is 0:
 // QEMU is never swapped out at its limit, it is OOM-killed. What this
-// cannot show: that the kernel enforces them (memory.max OOM-kills QEMU,
-// memory.swap.max keeps it off swap, pids.max fails its clone, cpu.max
-// throttles), moving a process in (cgroup.procs), the library's
-// controller set-up (cgroup.subtree_control of the parent), and removal
-// of a populated cgroup; those run only on a v2 host.
+// cannot show (that the kernel enforces them, moving a process in, the
+// controller set-up in the parents, removal of a populated cgroup)
+// TestCgroupV2InGuest shows in a guest, whose kernel is v2.
 func TestCgroupV2Files(t *testing.T) {
 	cgroups.TestMode = true // files in a plain folder, as cgroupfs would have them
 	defer func() { cgroups.TestMode = false }()
