@@ -40,6 +40,11 @@ lint: ## gofmt, go vet and staticcheck
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	@# The guest programs built only under their tags, which ./... skips.
+	$(GO) vet -tags v2probe ./jailer/cgroup/internal/v2probe/
+	$(GO) vet -tags hostileagent ./internal/hostileagent/agent/
+	$(GO) run $(STATICCHECK) -tags v2probe ./jailer/cgroup/internal/v2probe/
+	$(GO) run $(STATICCHECK) -tags hostileagent ./internal/hostileagent/agent/
 
 fuzz: ## run every fuzz target one at a time and report its executions (FUZZTIME=10s for a short pass)
 	scripts/fuzz
