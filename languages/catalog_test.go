@@ -223,6 +223,9 @@ func TestCompileArgv(t *testing.T) {
 	if got := cpp.CompileArgv(nil, []string{"-O0"}); got[len(got)-1] != "-O0" {
 		t.Errorf("cpp: %q, options must come after the defaults", got)
 	}
+	if got := cpp.CompileArgv(nil, []string{"-fuse-ld=bfd"}); slices.Index(got, "-fuse-ld=gold") > slices.Index(got, "-fuse-ld=bfd") {
+		t.Errorf("cpp: %q, an option -fuse-ld must override the default linker", got)
+	}
 	py := mustLookup(t, "python3")
 	if got := py.CompileArgv(nil, []string{"-O"}); got != nil {
 		t.Errorf("python3 is not compiled: %q", got)
