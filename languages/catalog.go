@@ -136,31 +136,101 @@ var cppFlags = []string{"-O2", "-std=gnu++17"}
 // -O0). The script checks that the compile's own flags pick it up (-H
 // shows "!" before a PCH used).
 //
-// A PCH'd hello still costs about four cstdio hellos (measured 2026-12-02
-// in one restored VM: 4.8 s against 1.27 s under TCG; natively 0.18 s
-// against 0.02 s of the -c step), and no flag of the PCH changes that: the
-// PCH (97 MB, all of it in the snapshot's page cache after the warm-up)
-// loads in a fraction of it, but gcc does not instantiate the templates a
-// header's inline functions use (to_string, stoi, the iostreams' and
+// A plain PCH'd hello still cost about six cstdio hellos natively (0.28 s
+// of CPU against 0.049 s with the link, g++ 12.2, measured 2026-12-02;
+// 3.8x under TCG): gcc does not instantiate the templates the header's
+// inline functions use (to_string, stoi, the iostreams', filesystem's and
 // futures' helpers) when it writes a PCH, only at the end of each
-// translation unit, so every compile instantiates the same 1169 functions
-// (-ftime-report: "phase lang. deferred", 70% of cc1plus). A header unit
-// (-fmodules-ts) is slower still (0.26 s natively) and gcc 12 crashes on
-// it with -ftime-report. Clang could do better (-fpch-instantiate-templates
-// does those instantiations once, in the PCH) but takes a PCH only by
-// -include-pch or -include, not from the source's own #include.
+// translation unit, so every compile instantiated the same 1169 functions
+// (-ftime-report: "template instantiation", 80% of cc1plus), none of them
+// used by the program. No flag changes that (-fno-implicit-templates and
+// -fno-implicit-inline-templates only stop the emission, and break
+// programs), and extern template declarations could skip only the
+// non-inline ones (181 of them, 17% of the time). So the PCH is built with
+// gxxInstantiatePlugin, a GCC plugin whose pragma, appended to the header
+// for that build only, does those instantiations once, before gcc writes
+// the PCH: the hello then takes 0.10 s (2.1x), the PCH 111 MB. The plugin
+// needs gcc's plugin headers to build, installed for the build and purged
+// after it; a compile does not load it. The header is restored before the
+// PCH is used, so a compile that falls back to parsing it is as before,
+// and since the pragma is its last line, diagnostics name the same files
+// and lines. The code is that of the same instantiations done at the end
+// of the unit; only gcc's order of early inlining, which follows the order
+// its call graph nodes were made, can differ, so a binary may differ in
+// which small std functions were inlined (same output). Options the PCH
+// is still valid with that change how gcc builds function bodies
+// (-fsanitize=undefined, -fwrapv) do not reach those 1169 instantiations,
+// as they already did not reach the header's own inline functions. A
+// header unit (-fmodules-ts) is slower (0.26 s) and gcc 12 crashes on it
+// with -ftime-report. Clang can instantiate in its PCH too
+// (-fpch-instantiate-templates) but takes a PCH only by -include-pch or
+// -include, not from the source's own #include.
 func gxxPCHSetup(flags ...string) string {
+	return gxxPCHScript("/usr/include/x86_64-linux-gnu/c++/*/bits/stdc++.h", flags...)
+}
+
+// gxxPCHScript is gxxPCHSetup for the header that glob matches (tests use
+// a header of their own).
+func gxxPCHScript(glob string, flags ...string) string {
 	f := strings.Join(flags, " ")
-	return `set -- /usr/include/x86_64-linux-gnu/c++/*/bits/stdc++.h
+	return `set -- ` + glob + `
 [ $# = 1 ] && [ -f "$1" ] || { echo "bits/stdc++.h: found $*, want one" >&2; exit 1; }
-mkdir -p "$1.gch"
-g++ ` + f + ` -x c++-header -o "$1.gch/default.gch" "$1"
-printf '#include <bits/stdc++.h>\nint main() {}\n' > /tmp/pch.cpp
-g++ ` + f + ` -H -c -o /tmp/pch.o /tmp/pch.cpp 2> /tmp/pch.log
-grep -q '^! .*stdc++.h.gch/default.gch$' /tmp/pch.log || { echo "the PCH is not used:" >&2; head -3 /tmp/pch.log >&2; exit 1; }
-rm -f /tmp/pch.cpp /tmp/pch.o /tmp/pch.log
+h=$1
+w=$(mktemp -d)
+dpkg-query -W -f '${Package}\n' | sort > "$w/before"
+DEBIAN_FRONTEND=noninteractive apt-get -q -o Dpkg::Use-Pty=0 install -y --no-install-recommends "gcc-$(g++ -dumpversion | cut -d. -f1)-plugin-dev"
+cat > "$w/instantiate.cc" <<'EOF'
+` + gxxInstantiatePlugin + `EOF
+g++ -shared -fPIC -fno-rtti -O2 -I"$(g++ -print-file-name=plugin)/include" -o "$w/instantiate.so" "$w/instantiate.cc"
+dpkg-query -W -f '${Package}\n' | sort | comm -13 "$w/before" - | xargs -r env DEBIAN_FRONTEND=noninteractive apt-get -q -o Dpkg::Use-Pty=0 purge -y
+cp "$h" "$w/header"
+printf '#pragma microbox instantiate\n' >> "$h"
+rm -rf "$h.gch"
+built=yes
+g++ ` + f + ` -fplugin="$w/instantiate.so" -x c++-header -o "$w/default.gch" "$h" || built=
+cat "$w/header" > "$h"
+[ "$built" ] || { echo "the PCH did not build" >&2; exit 1; }
+mkdir "$h.gch"
+mv "$w/default.gch" "$h.gch/default.gch"
+printf '#include <bits/stdc++.h>\nint main() {}\n' > "$w/pch.cpp"
+g++ ` + f + ` -I"${h%/bits/stdc++.h}" -H -fdump-tree-original="$w/pch.original" -c -o "$w/pch.o" "$w/pch.cpp" 2> "$w/pch.log"
+grep -q '^! .*stdc++.h.gch/default.gch$' "$w/pch.log" || { echo "the PCH is not used:" >&2; head -3 "$w/pch.log" >&2; exit 1; }
+n=$(grep -c '^;; Function' "$w/pch.original")
+[ "$n" -lt 100 ] || { echo "the PCH left $n functions for every compile to instantiate" >&2; exit 1; }
+rm -rf "$w"
 `
 }
+
+// gxxInstantiatePlugin is the source of the GCC plugin gxxPCHSetup builds
+// a PCH with: "#pragma microbox instantiate" instantiates every template
+// instantiation pending at that point, which gcc would otherwise do only
+// at the end of the translation unit, after writing the PCH (c++ front
+// end: c_parse_final_cleanups writes a PCH before its instantiation loop).
+const gxxInstantiatePlugin = `// #pragma microbox instantiate: the templates pending so far instantiated
+// now, so that a PCH holds them and the units that use it do not redo them.
+#include "gcc-plugin.h"
+#include "plugin-version.h"
+#include "tree.h"
+#include "c-family/c-pragma.h"
+#include "cp/cp-tree.h"
+
+int plugin_is_GPL_compatible;
+
+static void instantiate(cpp_reader *) {
+  instantiate_pending_templates(0);
+}
+
+static void register_pragma(void *, void *) {
+  c_register_pragma("microbox", "instantiate", instantiate);
+}
+
+int plugin_init(struct plugin_name_args *info, struct plugin_gcc_version *version) {
+  if (!plugin_default_version_check(version, &gcc_version))
+    return 1;
+  register_callback(info->base_name, PLUGIN_PRAGMAS, register_pragma, NULL);
+  return 0;
+}
+`
 
 // Hello programs a Setup compiles too.
 const (
@@ -256,14 +326,27 @@ var catalog = []Language{
 		Packages:   []string{"g++"},
 		Setup:      gxxPCHSetup(cppFlags...),
 		SourceFile: "main.cpp", Extensions: []string{".cpp", ".cc", ".cxx"},
-		Compile: append(append([]string{"g++"}, cppFlags...), "-o", "main", "main.cpp"), ExtraSources: true,
+		// Linked by gold (binutils' ld.gold, there with g++): a program
+		// that uses libstdc++, as any that includes bits/stdc++.h does
+		// (its iostreams' initialiser), took ld.bfd 0.05 s of CPU to
+		// link against 0.025 s for a cstdio hello (bfd adds libstdc++'s
+		// and its own needed libraries' symbols once the library is
+		// needed); gold takes 0.017 s for either. With it a PCH'd
+		// bits/stdc++.h hello costs 1.7-1.9 cstdio hellos natively
+		// instead of 2.1-2.4 (measured 2026-12-02 interleaved, loaded
+		// host). The code is the same; the layout differs (gold puts
+		// read-only data in the text segment: no -z separate-code). An
+		// option -fuse-ld=bfd after it still wins.
+		Compile: append(append([]string{"g++"}, cppFlags...), "-fuse-ld=gold", "-o", "main", "main.cpp"), ExtraSources: true,
 		Run: []string{"./main"}, VersionCmd: []string{"g++", "--version"},
 		// The header most of its programs include: the warm-up leaves
 		// its PCH in the snapshot's page cache.
 		Hello: "#include <bits/stdc++.h>\nint main() { std::cout << \"Hello, World!\" << std::endl; }\n",
-		// Compile: this Hello takes 0.22 s of CPU natively (g++ 12.2 on
-		// this host) and 44.6 s median, 70 s p90, of guest CPU under TCG
-		// with two other VMs busy on the 2 cores (the headers benchmark
+		// Compile: with the PCH as it was before gxxInstantiatePlugin
+		// this Hello took 0.22 s of CPU natively (g++ 12.2 on this host;
+		// 0.11 s with the plugin's PCH, not yet measured under TCG) and
+		// 44.6 s median, 70 s p90, of guest CPU under TCG with two other
+		// VMs busy on the 2 cores (the headers benchmark
 		// of 2026-12-02, 200x and 320x); a <cstdio> hello 0.05 s against
 		// 9.1 s (180x). Alone on a quiet host it is 22x. 200 keeps a
 		// correct solution clear of the limit at the workers'

@@ -2,6 +2,9 @@ package languages
 
 import (
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -220,6 +223,9 @@ func TestCompileArgv(t *testing.T) {
 	if got := cpp.CompileArgv(nil, []string{"-O0"}); got[len(got)-1] != "-O0" {
 		t.Errorf("cpp: %q, options must come after the defaults", got)
 	}
+	if got := cpp.CompileArgv(nil, []string{"-fuse-ld=bfd"}); slices.Index(got, "-fuse-ld=gold") > slices.Index(got, "-fuse-ld=bfd") {
+		t.Errorf("cpp: %q, an option -fuse-ld must override the default linker", got)
+	}
 	py := mustLookup(t, "python3")
 	if got := py.CompileArgv(nil, []string{"-O"}); got != nil {
 		t.Errorf("python3 is not compiled: %q", got)
@@ -249,5 +255,79 @@ func TestCompileArgv(t *testing.T) {
 	c.CompileArgv(nil, nil)[0] = "x"
 	if c.Compile[0] != "gcc" {
 		t.Error("CompileArgv returned the language's own slice")
+	}
+}
+
+// TestGxxPCHScript runs C++'s PCH Setup on a small header of its own (with
+// a no-op apt-get: the plugin headers must be there already) and checks
+// that the PCH holds the instantiations the header's inline function
+// needs, so that a unit using it does not make them again, and that the
+// header is left as it was.
+func TestGxxPCHScript(t *testing.T) {
+	gxx, err := exec.LookPath("g++")
+	if err != nil {
+		t.Skip("no g++")
+	}
+	if _, err := exec.LookPath("dpkg-query"); err != nil {
+		t.Skip("no dpkg-query")
+	}
+	out, err := exec.Command(gxx, "-print-file-name=plugin").Output()
+	if err != nil {
+		t.Skip("g++ -print-file-name=plugin:", err)
+	}
+	if _, err := os.Stat(filepath.Join(strings.TrimSpace(string(out)), "include", "gcc-plugin.h")); err != nil {
+		t.Skip("no GCC plugin headers (gcc-N-plugin-dev)")
+	}
+	dir := t.TempDir()
+	inc := filepath.Join(dir, "inc")
+	header := "template<class T> T twice(T x) { return x + x; }\ninline int quad(int x) { return twice(twice(x)); }\n"
+	for name, data := range map[string]string{
+		"inc/bits/stdc++.h": header,
+		"bin/apt-get":       "#!/bin/sh\nexit 0\n",
+		"main.cpp":          "#include <bits/stdc++.h>\nint main() { return quad(1) - 4; }\n",
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("/bin/sh", "-c", "set -e\n"+gxxPCHScript(filepath.Join(inc, "bits", "stdc++.h"), cppFlags...))
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Join(dir, "bin")+":"+os.Getenv("PATH"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("setup: %v\n%s", err, out)
+	}
+	if got, err := os.ReadFile(filepath.Join(inc, "bits", "stdc++.h")); err != nil || string(got) != header {
+		t.Fatalf("header after setup = %q, %v; want it as it was", got, err)
+	}
+	// The functions a unit instantiates itself, by -fdump-tree-original.
+	instantiated := func(pch bool) string {
+		t.Helper()
+		args := append(slices.Clone(cppFlags), "-H", "-fdump-tree-original="+filepath.Join(dir, "main.original"), "-c", "-o", filepath.Join(dir, "main.o"), filepath.Join(dir, "main.cpp"))
+		if pch {
+			args = append([]string{"-I" + inc}, args...)
+		} else {
+			args = append([]string{"-I" + inc, "-include", "/dev/null"}, args...)
+		}
+		out, err := exec.Command(gxx, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("g++ %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		if used := strings.HasPrefix(string(out), "! "); used != pch {
+			t.Fatalf("g++ %s: PCH used = %v, want %v:\n%s", strings.Join(args, " "), used, pch, out)
+		}
+		dump, err := os.ReadFile(filepath.Join(dir, "main.original"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(dump)
+	}
+	if dump := instantiated(false); !strings.Contains(dump, "twice") {
+		t.Fatalf("without the PCH the unit does not instantiate twice<int>: the test proves nothing:\n%s", dump)
+	}
+	if dump := instantiated(true); strings.Contains(dump, "twice") {
+		t.Errorf("with the PCH the unit still instantiates twice<int>:\n%s", dump)
 	}
 }
