@@ -21,7 +21,11 @@ type samples []time.Duration
 
 func (s samples) median() time.Duration { return s.quantile(0.5) }
 
+// quantile is 0 without samples (a step a language does not have).
 func (s samples) quantile(q float64) time.Duration {
+	if len(s) == 0 {
+		return 0
+	}
 	sorted := slices.Clone(s)
 	slices.Sort(sorted)
 	return sorted[int(q*float64(len(sorted)-1)+0.5)]
