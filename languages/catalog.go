@@ -10,7 +10,9 @@ import (
 )
 
 // Language is one catalog entry: everything microbox knows of a language
-// is here, and nothing of one language is anywhere else.
+// is here, and nothing of one language is anywhere else, but for the
+// start-up allowances measured under TCG (tcgstart.go, one table that a
+// new measurement replaces whole).
 type Language struct {
 	ID string // short id: "python3", "java", "cpp-clang"
 	// Judge0ID is Judge0 CE's language_id for it, or one of microbox's own
@@ -342,16 +344,14 @@ var catalog = []Language{
 		// The header most of its programs include: the warm-up leaves
 		// its PCH in the snapshot's page cache.
 		Hello: "#include <bits/stdc++.h>\nint main() { std::cout << \"Hello, World!\" << std::endl; }\n",
-		// Compile: with the PCH as it was before gxxInstantiatePlugin
-		// this Hello took 0.22 s of CPU natively (g++ 12.2 on this host;
-		// 0.11 s with the plugin's PCH, not yet measured under TCG) and
-		// 44.6 s median, 70 s p90, of guest CPU under TCG with two other
-		// VMs busy on the 2 cores (the headers benchmark
-		// of 2026-12-02, 200x and 320x); a <cstdio> hello 0.05 s against
-		// 9.1 s (180x). Alone on a quiet host it is 22x. 200 keeps a
-		// correct solution clear of the limit at the workers'
-		// concurrency; the run's factor is not measured yet.
-		TCGScale: Scale{Compile: 200},
+		// Its compile under TCG is mostly start-up: this Hello took
+		// 0.29 s of CPU natively with the PCH before
+		// gxxInstantiatePlugin and 19-21 s of guest CPU in a restored
+		// clone, two at a time on a quiet host (BenchmarkScales,
+		// 2026-12-02), which its start-up allowance covers (tcgstart.go);
+		// the compile's own work after it runs at the default scale. (A
+		// scale of 200 stood in for the allowance before there was one:
+		// a hanging compile then held a worker for 100 minutes.)
 	},
 	{
 		ID: "cpp-clang", Judge0ID: 76, Name: "C++ (Clang %s)", ImageOf: "c-clang",
@@ -679,6 +679,13 @@ EOF`,
 		Run:     []string{"node", "script.js"}, VersionCmd: []string{"tsc", "--version"},
 		Hello: `console.log("Hello, World!");`,
 	},
+}
+
+// The measured start-up allowances (tcgstart.go) go into their entries.
+func init() {
+	for i := range catalog {
+		catalog[i].TCGStart = tcgStart[catalog[i].ID]
+	}
 }
 
 // All returns the catalog sorted by ID.

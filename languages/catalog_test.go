@@ -331,3 +331,18 @@ func TestGxxPCHScript(t *testing.T) {
 		t.Errorf("with the PCH the unit still instantiates twice<int>:\n%s", dump)
 	}
 }
+
+// Every measured start-up allowance is for a language of the catalog, and
+// reaches its entry.
+func TestTCGStartTable(t *testing.T) {
+	for id, want := range tcgStart {
+		l, err := Lookup(id)
+		if err != nil {
+			t.Errorf("tcgstart.go has %q: %v", id, err)
+			continue
+		}
+		if l.TCGStart != want {
+			t.Errorf("%s: TCGStart %+v, want %+v", id, l.TCGStart, want)
+		}
+	}
+}
