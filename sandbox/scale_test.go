@@ -11,6 +11,8 @@ import (
 
 	"microbox/internal/vmtest"
 	"microbox/languages"
+	"microbox/sandbox/protocol"
+	"microbox/vmm"
 )
 
 // bitsSolution is a correct competitive-programming solution, the way such
@@ -38,14 +40,7 @@ int main() {
 // five are Accepted (never Compilation Error, Internal Error or TLE because
 // of the scale).
 func TestBitsStdcppConcurrent(t *testing.T) {
-	env := vmtest.Require(t)
-	vmtest.RequireImage(t, "cpp")
-	r, err := New(Config{CacheDir: env.CacheDir, Kernel: env.Kernel, Agent: env.Agent,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := scaledRunner(t, "cpp")
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	if err := r.Prepare(ctx, "cpp"); err != nil {
@@ -81,4 +76,63 @@ func TestBitsStdcppConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestStartAllowanceSmallLimits runs Python with a judge's tight limit
+// (0.05 s of CPU): under TCG a restored clone's Python takes 0.5-0.9 s of
+// guest CPU just to start, far more than the scaled limit (0.25 s), so without
+// its start-up allowance a correct hello came back Time Limit Exceeded.
+// With it the hello is Accepted, reporting its time less the allowance,
+// and a program that loops is still stopped at the limit, reported at
+// about it.
+func TestStartAllowanceSmallLimits(t *testing.T) {
+	r := scaledRunner(t, "python3")
+	py, err := languages.Lookup("python3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := r.Scales(py)
+	if r.Accel() == vmm.AccelTCG && sc.RunStart <= 0 {
+		t.Fatalf("python3 has no start-up allowance under TCG: %+v", sc)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	lim := Limits{CPUTime: 50 * time.Millisecond, WallTime: 200 * time.Millisecond}
+	res, err := r.Run(ctx, Job{ID: "hello", Language: "python3", Source: []byte(py.Hello), Limits: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != StatusAccepted || string(res.Stdout) != "Hello, World!\n" {
+		t.Fatalf("hello at 0.05 s: %s (%s) after %v of guest CPU; scales %+v", res.Status.Description, res.Message, res.GuestCPUTime, sc)
+	}
+	if res.StartAllowance != sc.RunStart || res.CPUTime > lim.CPUTime {
+		t.Errorf("hello: allowance %v (want %v), reported %v of a %v limit", res.StartAllowance, sc.RunStart, res.CPUTime, lim.CPUTime)
+	}
+	t.Logf("hello: %v of guest CPU, %v reported", res.GuestCPUTime, res.CPUTime)
+	res, err = r.Run(ctx, Job{ID: "loop", Language: "python3", Source: []byte("while True:\n    pass\n"), Limits: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != StatusTimeLimit {
+		t.Fatalf("loop: %s (%s), want Time Limit Exceeded", res.Status.Description, res.Message)
+	}
+	if res.Limit == protocol.LimitCPU && (res.CPUTime < lim.CPUTime*8/10 || res.CPUTime > 3*lim.CPUTime) {
+		t.Errorf("loop stopped at its CPU limit reports %v, want about %v", res.CPUTime, lim.CPUTime)
+	}
+	t.Logf("loop: %v of guest CPU, %v reported, stopped by %s", res.GuestCPUTime, res.CPUTime, res.Limit)
+}
+
+// scaledRunner is a runner with the languages' own scales and allowances
+// (no override), closed at the end of the test, for a built lang.
+func scaledRunner(t *testing.T, lang string) *Runner {
+	t.Helper()
+	env := vmtest.Require(t)
+	vmtest.RequireImage(t, lang)
+	r, err := New(Config{CacheDir: env.CacheDir, Kernel: env.Kernel, Agent: env.Agent,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
 }
