@@ -3,13 +3,10 @@ package sandbox
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"microbox/internal/vmtest"
 	"microbox/languages"
 	"microbox/sandbox/protocol"
 	"microbox/vmm"
@@ -40,7 +37,7 @@ int main() {
 // five are Accepted (never Compilation Error, Internal Error or TLE because
 // of the scale).
 func TestBitsStdcppConcurrent(t *testing.T) {
-	r := scaledRunner(t, "cpp")
+	r := sessionRunner(t, "cpp")
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	if err := r.Prepare(ctx, "cpp"); err != nil {
@@ -86,7 +83,7 @@ func TestBitsStdcppConcurrent(t *testing.T) {
 // and a program that loops is still stopped at the limit, reported at
 // about it.
 func TestStartAllowanceSmallLimits(t *testing.T) {
-	r := scaledRunner(t, "python3")
+	r := sessionRunner(t, "python3")
 	py, err := languages.Lookup("python3")
 	if err != nil {
 		t.Fatal(err)
@@ -120,19 +117,4 @@ func TestStartAllowanceSmallLimits(t *testing.T) {
 		t.Errorf("loop stopped at its CPU limit reports %v, want about %v", res.CPUTime, lim.CPUTime)
 	}
 	t.Logf("loop: %v of guest CPU, %v reported, stopped by %s", res.GuestCPUTime, res.CPUTime, res.Limit)
-}
-
-// scaledRunner is a runner with the languages' own scales and allowances
-// (no override), closed at the end of the test, for a built lang.
-func scaledRunner(t *testing.T, lang string) *Runner {
-	t.Helper()
-	env := vmtest.Require(t)
-	vmtest.RequireImage(t, lang)
-	r, err := New(Config{CacheDir: env.CacheDir, Kernel: env.Kernel, Agent: env.Agent,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
 }

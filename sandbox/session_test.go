@@ -18,8 +18,9 @@ import (
 	"microbox/sandbox/protocol"
 )
 
-// sessionRunner is a runner whose sessions are restored from snapshots, as
-// in production (no pool: each test's session is its own clone).
+// sessionRunner is a runner whose jobs and sessions are restored from
+// snapshots, with the languages' own scales and allowances, as in
+// production (no pool: each test's job or session is its own clone).
 func sessionRunner(t testing.TB, lang string) *Runner {
 	t.Helper()
 	env := vmtest.Require(t)
