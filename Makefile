@@ -46,7 +46,7 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) run $(STATICCHECK) -tags v2probe ./jailer/cgroup/internal/v2probe/
 	$(GO) run $(STATICCHECK) -tags hostileagent ./internal/hostileagent/agent/
 
-fuzz: ## run every fuzz target one at a time and report its executions (FUZZTIME=10s for a short pass)
+fuzz: ## run every fuzz target one at a time for a million executions and report them (FUZZTIME=10s or 1000x for a short pass, FUZZPARALLEL=2 for both cores)
 	scripts/fuzz
 
 bench: deps images ## measure boot and run latency (see benchmarks/README.md)
