@@ -173,14 +173,50 @@ const startMargin = 1.5
 
 // rateProbes are programs that compute for a while natively, to measure
 // how much slower the guest's CPU is than the host's for the work itself,
-// past the start-up: for compiled code, an interpreter and a JIT. Each
-// prints one line.
-var rateProbes = []struct{ lang, source string }{
-	{"c", "#include <stdio.h>\nstatic unsigned a[1 << 16];\nint main(void) {\n  unsigned s = 0;\n" +
-		"  for (unsigned i = 0; i < 200000000u; i++) s += a[(i * 2654435761u) >> 16]++ ^ i;\n  printf(\"%u\\n\", s);\n}\n"},
-	{"python3", "s = 0\nfor i in range(3000000):\n    s += i * i % 7\nprint(s)\n"},
-	{"javascript", "let s = 0;\nfor (let i = 0; i < 300000000; i++) s = (s + i * i % 7) | 0;\nconsole.log(s);\n"},
+// past the start-up. The rate depends on the instructions more than on
+// the language: TCG turns most integer instructions into one or two of
+// the host's, floating point into calls to its software FPU, and some
+// instructions (RCR, which Go's unsigned division by a constant uses) into
+// slow helpers. So each language runs an integer loop (a multiply, a
+// modulo, an add) and several a floating-point one; languages/tcgscale.go
+// takes a language's slowest. Each prints one line.
+var rateProbes = []struct{ lang, name, source string }{
+	// Compiled ahead of time.
+	{"c", "int", cInt}, {"c", "float", cFloat},
+	{"cpp", "int", cInt}, {"cpp", "float", cFloat},
+	{"c-clang", "int", cInt}, {"c-clang", "float", cFloat},
+	{"cpp-clang", "int", cInt}, {"cpp-clang", "float", cFloat},
+	{"go", "int", "package main\n\nimport \"fmt\"\n\nfunc main() {\n\tvar s uint64\n\tfor i := uint64(0); i < 300000000; i++ {\n\t\ts += i * i % 7\n\t}\n\tfmt.Println(s)\n}\n"},
+	{"rust", "int", "fn main() {\n    let mut s: u64 = 0;\n    let n = 300_000_000u64 + std::env::args().count() as u64 - 1;\n" +
+		"    for i in 0..n {\n        s = s.wrapping_add(i.wrapping_mul(i) % 7);\n    }\n    println!(\"{}\", s);\n}\n"},
+	// Interpreted.
+	{"python3", "int", "s = 0\nfor i in range(3000000):\n    s += i * i % 7\nprint(s)\n"},
+	{"python3", "float", "s, x = 0.0, 1.0\nfor i in range(2000000):\n    x = x * 1.0000001 + 0.5\n    s += x / (i + 1.0)\nprint(s)\n"},
+	{"ruby", "int", "s = 0\ni = 0\nwhile i < 5000000\n  s += i * i % 7\n  i += 1\nend\nputs s\n"},
+	{"perl", "int", "my $s = 0;\nfor my $i (0 .. 3000000) { $s += $i * $i % 7; }\nprint \"$s\\n\";\n"},
+	{"php", "int", "<?php\n$s = 0;\nfor ($i = 0; $i < 10000000; $i++) { $s += $i * $i % 7; }\necho $s, \"\\n\";\n"},
+	{"lua", "int", "local s = 0\nfor i = 0, 5000000 do s = s + i * i % 7 end\nprint(s)\n"},
+	{"bash", "int", "s=0\nfor ((i = 0; i < 300000; i++)); do s=$((s + i * i % 7)); done\necho $s\n"},
+	{"awk", "int", "BEGIN { s = 0; for (i = 0; i < 5000000; i++) s += i * i % 7; print s }\n"},
+	// Compiled just in time.
+	{"javascript", "int", "let s = 0;\nfor (let i = 0; i < 300000000; i++) s = (s + i * i % 7) | 0;\nconsole.log(s);\n"},
+	{"javascript", "float", "let s = 0, x = 1;\nfor (let i = 0; i < 100000000; i++) { x = x * 1.0000001 + 0.5; s += x / (i + 1); }\nconsole.log(s);\n"},
+	{"java", "int", "public class Main {\n  public static void main(String[] args) {\n    long s = 0;\n" +
+		"    for (long i = 0; i < 300000000L; i++) s += i * i % 7;\n    System.out.println(s);\n  }\n}\n"},
+	{"java", "float", "public class Main {\n  public static void main(String[] args) {\n    double s = 0, x = 1;\n" +
+		"    for (long i = 0; i < 100000000L; i++) { x = x * 1.0000001 + 0.5; s += x / (i + 1.0); }\n    System.out.println(s);\n  }\n}\n"},
+	{"csharp", "int", "public class Program {\n  public static void Main() {\n    long s = 0;\n" +
+		"    for (long i = 0; i < 300000000L; i++) s += i * i % 7;\n    System.Console.WriteLine(s);\n  }\n}\n"},
+	{"pypy3", "int", "s = 0\nfor i in range(100000000):\n    s += i * i % 7\nprint(s)\n"},
 }
+
+// The C family's probes, the same source for gcc and clang, C and C++.
+const (
+	cInt = "#include <stdio.h>\nstatic unsigned a[1 << 16];\nint main(void) {\n  unsigned s = 0;\n" +
+		"  for (unsigned i = 0; i < 200000000u; i++) s += a[(i * 2654435761u) >> 16]++ ^ i;\n  printf(\"%u\\n\", s);\n}\n"
+	cFloat = "#include <stdio.h>\nint main(void) {\n  double s = 0, x = 1;\n" +
+		"  for (long i = 0; i < 100000000; i++) { x = x * 1.0000001 + 0.5; s += x / (i + 1.0); }\n  printf(\"%f\\n\", s);\n}\n"
+)
 
 // BenchmarkScales measures what the time limits of every built language
 // need under the host's accel. Each language's Hello, and each rate probe,
@@ -214,7 +250,7 @@ func BenchmarkScales(b *testing.B) {
 		rows, hello[l.ID] = append(rows, row), row
 		for _, p := range rateProbes {
 			if p.lang == l.ID {
-				probes = append(probes, &scaleRow{Language: l.ID, Program: "rate probe", Source: p.source})
+				probes = append(probes, &scaleRow{Language: l.ID, Program: "rate probe: " + p.name, Source: p.source})
 			}
 		}
 	}
@@ -244,15 +280,15 @@ func BenchmarkScales(b *testing.B) {
 			ms(rw.NativeRun.median()), ms(rw.GuestRun.median()), ms(slices.Max(rw.GuestRun)), rw.SuggestRun, rw.ScaleRun, rw.StartRun)
 	}
 	fmt.Fprintf(&w, "\nRate probes (a loop that computes for a while): the run's CPU time less its language's hello's, natively and in the guest (medians), and their ratio: "+
-		"how much slower the guest computes, what the time scale is for.\n\n| language | native | guest | native less hello | guest less hello | ratio | scale in force |\n|---|---|---|---|---|---|---|\n")
+		"how much slower the guest computes, what the time scale is for.\n\n| language | probe | native | guest | native less hello | guest less hello | ratio | scale in force |\n|---|---|---|---|---|---|---|---|\n")
 	for _, p := range probes {
 		h := hello[p.Language]
 		if p.Error != "" || h.Error != "" {
-			fmt.Fprintf(&w, "| `%s` | failed: %s %s | | | | | |\n", p.Language, firstLine(p.Error), firstLine(h.Error))
+			fmt.Fprintf(&w, "| `%s` | %s | failed: %s %s | | | | | |\n", p.Language, strings.TrimPrefix(p.Program, "rate probe: "), firstLine(p.Error), firstLine(h.Error))
 			continue
 		}
 		nat, guest := p.NativeRun.median()-h.NativeRun.median(), p.GuestRun.median()-h.GuestRun.median()
-		fmt.Fprintf(&w, "| `%s` | %s | %s | %s | %s | %.1fx | %v |\n", p.Language, ms(p.NativeRun.median()), ms(p.GuestRun.median()),
+		fmt.Fprintf(&w, "| `%s` | %s | %s | %s | %s | %s | %.1fx | %v |\n", p.Language, strings.TrimPrefix(p.Program, "rate probe: "), ms(p.NativeRun.median()), ms(p.GuestRun.median()),
 			ms(nat), ms(guest), float64(guest)/float64(nat), p.ScaleRun)
 	}
 	b.Logf("\n%s", w.String())
