@@ -38,7 +38,7 @@ func TestRunMixedVerdicts(t *testing.T) {
 	s := startService(t, queue.Config{}, 1)
 	src := "import sys\\nn = int(input())\\nif n == 0:\\n    while True: pass\\nif n == 1:\\n    hog = b'x' * (200 << 20)\\nif n == 3:\\n    print(n * 3)\\n    sys.exit(0)\\nprint(n * 2)\\n"
 	body := `{"language":"python3","files":[{"name":"main.py","content":"` + src + `"}],
-	  "limits":{"cpu_time":1,"wall_time":5,"memory":65536},
+	  "limits":{"cpu_time":0.1,"cpu_extra_time":0,"wall_time":1,"memory":65536},
 	  "tests":[{"stdin":"5","expected_output":"10"},{"stdin":"3","expected_output":"6"},{"stdin":"0","expected_output":"0"},
 	           {"stdin":"1","expected_output":"2"},{"stdin":"21","expected_output":"42  \n\n"},{"stdin":"2"}]}`
 	code, m, _ := s.call(t, "POST", "/v1/runs?wait=true", body)
@@ -443,9 +443,11 @@ while True:
         lo = mid + 1
 `
 	req := map[string]any{"language": "python3",
-		"files":      []map[string]any{{"name": "main.py", "content": program}},
-		"limits":     map[string]any{"wall_time": 2},
-		"interactor": map[string]any{"language": "python3", "source": interactor, "limits": map[string]any{"wall_time": 3}},
+		"files": []map[string]any{{"name": "main.py", "content": program}},
+		// Under TCG the wall limits are scaled by python3's rate (times 40
+		// and more) and get its start-up allowance: small ones suffice.
+		"limits":     map[string]any{"wall_time": 0.25},
+		"interactor": map[string]any{"language": "python3", "source": interactor, "limits": map[string]any{"wall_time": 0.4}},
 		"tests":      []map[string]any{{"stdin": "37 play"}, {"stdin": "37 cheat"}, {"stdin": "37 hang"}}}
 	body, _ := json.Marshal(req)
 	code, m, _ := s.call(t, "POST", "/v1/runs?wait=true", string(body))

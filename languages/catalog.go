@@ -58,8 +58,9 @@ type Language struct {
 	// language takes in the guest under TCG, measured with the workers'
 	// concurrency (under TCG guest CPU time includes the time the vCPU
 	// thread lost to the host); the runner multiplies the step's time
-	// limits by it there (1 under KVM). A zero field has not been
-	// measured and takes the runner's default.
+	// limits by it there (1 under KVM). Run is filled from tcgscale.go:
+	// the language's measured rate, or its kind's (compiled, interpreted,
+	// JIT), with a margin. A zero field takes the runner's default.
 	TCGScale Scale
 	// TCGStart is the guest CPU time each step of this language's Hello
 	// takes under TCG in a clone just restored from its snapshot, with a
@@ -681,10 +682,12 @@ EOF`,
 	},
 }
 
-// The measured start-up allowances (tcgstart.go) go into their entries.
+// The measured start-up allowances (tcgstart.go) and run scales
+// (tcgscale.go) go into their entries.
 func init() {
 	for i := range catalog {
 		catalog[i].TCGStart = tcgStart[catalog[i].ID]
+		catalog[i].TCGScale.Run = runScale(catalog[i].ID)
 	}
 }
 

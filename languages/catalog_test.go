@@ -2,6 +2,7 @@ package languages
 
 import (
 	"errors"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -343,6 +344,52 @@ func TestTCGStartTable(t *testing.T) {
 		}
 		if l.TCGStart != want {
 			t.Errorf("%s: TCGStart %+v, want %+v", id, l.TCGStart, want)
+		}
+	}
+}
+
+// Every language has a kind and so a run scale; every measured rate is of
+// a language in the catalog; a language's rate is the slowest of its own
+// probes and, for a probe it did not run, its kind's slowest.
+func TestTCGScaleTable(t *testing.T) {
+	for _, l := range All() {
+		if kinds[l.ID] == 0 {
+			t.Errorf("%s has no kind in tcgscale.go", l.ID)
+		}
+		if l.TCGScale.Run != math.Ceil(rate(l.ID)*rateMargin) || l.TCGScale.Run < 2 {
+			t.Errorf("%s: run scale %v, rate %v", l.ID, l.TCGScale.Run, rate(l.ID))
+		}
+	}
+	for id := range kinds {
+		if _, err := Lookup(id); err != nil {
+			t.Errorf("tcgscale.go sorts %q: %v", id, err)
+		}
+	}
+	slowest := map[kind]map[probe]float64{}
+	for id, rates := range tcgRate {
+		if _, err := Lookup(id); err != nil {
+			t.Errorf("tcgscale.go has rates for %q: %v", id, err)
+		}
+		if slowest[kinds[id]] == nil {
+			slowest[kinds[id]] = map[probe]float64{}
+		}
+		for p, r := range rates {
+			slowest[kinds[id]][p] = max(slowest[kinds[id]][p], r)
+		}
+	}
+	for _, k := range []kind{compiled, interpreted, jit} {
+		for _, p := range []probe{intLoop, floatLoop} {
+			if slowest[k][p] == 0 {
+				t.Errorf("kind %d has no measured rate for probe %d", k, p)
+			}
+		}
+	}
+	// By hand, from the table: C's own float loop; Rust's int loop and
+	// C's float; Go's int loop, the slowest compiled; an unmeasured
+	// compiled language, Go's; Ruby, python3's float.
+	for id, want := range map[string]float64{"c": 23.5, "rust": 23.5, "go": 41.4, "fortran": 41.4, "ruby": 31.2, "java": 18.3, "kotlin": 22.5} {
+		if got := rate(id); got != want {
+			t.Errorf("%s: rate %v, want %v", id, got, want)
 		}
 	}
 }

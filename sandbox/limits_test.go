@@ -13,8 +13,8 @@ func TestLanguageScales(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cpp.TCGStart.Compile <= 0 {
-		t.Fatalf("cpp has no measured compile start-up allowance")
+	if cpp.TCGStart.Compile <= 0 || cpp.TCGScale.Run <= 1 {
+		t.Fatalf("cpp has no measured compile start-up allowance or run scale: %+v %+v", cpp.TCGStart, cpp.TCGScale)
 	}
 	unmeasured := languages.Language{ID: "x"}
 	started := languages.Language{ID: "y", TCGStart: languages.Start{Run: 4 * time.Second, Compile: 9 * time.Second}}
@@ -27,7 +27,7 @@ func TestLanguageScales(t *testing.T) {
 		want     Scales
 	}{
 		{"kvm is native", vmm.AccelKVM, cpp, Scales{}, Scales{Run: 1, Compile: 1}},
-		{"tcg, measured start-up", vmm.AccelTCG, cpp, Scales{}, Scales{Run: DefaultTCGTimeScale, Compile: def.Compile,
+		{"tcg, measured", vmm.AccelTCG, cpp, Scales{}, Scales{Run: cpp.TCGScale.Run, Compile: def.Compile,
 			RunStart: cpp.TCGStart.Run, CompileStart: cpp.TCGStart.Compile}},
 		{"tcg, not measured", vmm.AccelTCG, unmeasured, Scales{}, def},
 		{"tcg, measured run", vmm.AccelTCG, languages.Language{TCGScale: languages.Scale{Run: 8}}, Scales{}, Scales{Run: 8, Compile: def.Compile}},

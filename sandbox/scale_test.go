@@ -75,13 +75,13 @@ func TestBitsStdcppConcurrent(t *testing.T) {
 	wg.Wait()
 }
 
-// TestStartAllowanceSmallLimits runs Python with a judge's tight limit
-// (0.05 s of CPU): under TCG a restored clone's Python takes 0.5-0.9 s of
-// guest CPU just to start, far more than the scaled limit (0.25 s), so without
-// its start-up allowance a correct hello came back Time Limit Exceeded.
-// With it the hello is Accepted, reporting its time less the allowance,
-// and a program that loops is still stopped at the limit, reported at
-// about it.
+// TestStartAllowanceSmallLimits runs Python with a limit tighter than a
+// judge's (5 ms of CPU): under TCG a restored clone's Python takes 0.4-0.9 s
+// of guest CPU just to start, more than twice the limit scaled by Python's
+// rate (0.2 s at 39), so without its start-up allowance a correct hello
+// comes back Time Limit Exceeded. With it the hello is Accepted, reporting
+// its time less the allowance, and a program that loops is still stopped
+// at the limit, reported at about it.
 func TestStartAllowanceSmallLimits(t *testing.T) {
 	r := sessionRunner(t, "python3")
 	py, err := languages.Lookup("python3")
@@ -94,13 +94,13 @@ func TestStartAllowanceSmallLimits(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	lim := Limits{CPUTime: 50 * time.Millisecond, WallTime: 200 * time.Millisecond}
+	lim := Limits{CPUTime: 5 * time.Millisecond, WallTime: 100 * time.Millisecond}
 	res, err := r.Run(ctx, Job{ID: "hello", Language: "python3", Source: []byte(py.Hello), Limits: lim})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Status != StatusAccepted || string(res.Stdout) != "Hello, World!\n" {
-		t.Fatalf("hello at 0.05 s: %s (%s) after %v of guest CPU; scales %+v", res.Status.Description, res.Message, res.GuestCPUTime, sc)
+		t.Fatalf("hello at 5 ms: %s (%s) after %v of guest CPU; scales %+v", res.Status.Description, res.Message, res.GuestCPUTime, sc)
 	}
 	if res.StartAllowance != sc.RunStart || res.CPUTime > lim.CPUTime {
 		t.Errorf("hello: allowance %v (want %v), reported %v of a %v limit", res.StartAllowance, sc.RunStart, res.CPUTime, lim.CPUTime)

@@ -313,7 +313,7 @@ func TestSessionLimits(t *testing.T) {
 	}
 	t.Run("fork bomb", func(t *testing.T) {
 		spec := sh(`b() { b | b & }; b; sleep 5`)
-		spec.Limits = Limits{Processes: 32, WallTime: 3 * time.Second}
+		spec.Limits = Limits{Processes: 32, WallTime: 250 * time.Millisecond} // scaled by bash's rate under TCG
 		o := execIn(t, s, spec)
 		if !o.res.ProcessLimitHit {
 			t.Fatalf("the fork bomb never met the process limit: %+v", o.res)
@@ -354,7 +354,8 @@ func TestSessionLimits(t *testing.T) {
 	})
 	t.Run("timeout", func(t *testing.T) {
 		spec := sh("sleep 60")
-		spec.Limits = Limits{WallTime: time.Second}
+		// Small: under TCG it is scaled by bash's rate (times 40 and more).
+		spec.Limits = Limits{WallTime: 100 * time.Millisecond}
 		o := execIn(t, s, spec)
 		if o.res.Status != StatusTimeLimit {
 			t.Fatalf("%s, want Time Limit Exceeded", o.res.Status.Description)

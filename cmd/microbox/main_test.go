@@ -10,10 +10,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"microbox/internal/leakcheck"
 	"microbox/internal/vmtest"
 	"microbox/languages"
+	"microbox/sandbox"
 	"microbox/vmm"
 )
 
@@ -180,7 +182,9 @@ func TestRunExitCodes(t *testing.T) {
 	}{
 		{"exit code passes through", "a.sh", "echo out; echo err >&2; exit 7", nil, 7, "out\n", "Runtime Error (NZEC)"},
 		{"accepted", "b.sh", `printf '%s|' "$@"`, []string{"--", "x", "y z"}, 0, "x|y z|", "Accepted"},
-		{"wall limit", "c.sh", "sleep 30", []string{"--wall-limit", "1"}, exitTimeLimit, "", "Time Limit Exceeded"},
+		// Under TCG bash's wall limit is scaled by its rate (times 40 and
+		// more): a small one ends well before the sleep.
+		{"wall limit", "c.sh", "sleep 30", []string{"--wall-limit", "0.1"}, exitTimeLimit, "", "Time Limit Exceeded"},
 		{"compile error", "d.c", "int main( {", nil, exitCompileError, "", "Compilation Error"},
 		{"signal", "e.sh", "kill -SEGV $$", nil, exitSignalBase + 11, "", "Runtime Error (SIGSEGV)"},
 	}
@@ -225,5 +229,23 @@ func TestOneLineSaysWhichLog(t *testing.T) {
 		if got := oneLine(tt.err); got != tt.want {
 			t.Errorf("oneLine(%q) = %q, want %q", tt.err, got, tt.want)
 		}
+	}
+}
+
+// The summary shows how the reported CPU time follows from the guest's:
+// less the start-up allowance where there is one, then divided.
+func TestSummaryShowsAllowance(t *testing.T) {
+	res := sandbox.Result{Status: sandbox.StatusAccepted, CPUTime: 10 * time.Millisecond, GuestCPUTime: 2390 * time.Millisecond,
+		TimeScale: 39, StartAllowance: 2 * time.Second, Accel: "tcg"}
+	if got := summary(res); !strings.Contains(got, "cpu 0.010s (2.390s in guest, less 2s for start-up, ÷ 39)") {
+		t.Errorf("with an allowance: %s", got)
+	}
+	res.StartAllowance = 0
+	if got := summary(res); !strings.Contains(got, "(2.390s in guest ÷ 39)") {
+		t.Errorf("without one: %s", got)
+	}
+	res.TimeScale = 1
+	if got := summary(res); strings.Contains(got, "in guest") {
+		t.Errorf("unscaled: %s", got)
 	}
 }
