@@ -278,9 +278,11 @@ func parseJobeFile(raw json.RawMessage) (jobeFileRef, bool) {
 // limits puts Jobe's parameters into the native API's limit fields
 // (seconds, KB). memorylimit is an address-space cap in Jobe (RLIMIT_AS,
 // which a JVM or numpy needs gigabytes of); ours counts memory really
-// used, so a larger one is our maximum, not an error. The message says
-// what is wrong.
+// used, so a larger one is our maximum, not an error. cputime is all
+// the CPU time a Jobe run gets (runguard's limit), so there is no
+// cpu_extra_time. The message says what is wrong.
 func (p jobeParameters) limits(l *limitFields) string {
+	l.CPUExtraTime = jsonNumber(0)
 	num := func(name string, raw json.RawMessage) (float64, bool, string) {
 		v, ok, err := number(raw)
 		if err != nil || ok && v < 0 {

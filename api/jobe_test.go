@@ -137,7 +137,7 @@ func TestJobeCodeRunnerSequence(t *testing.T) {
 	if _, _, res := cr.execute("python3", "raise ValueError('bad')\n", "", nil, nil); res.Outcome != jobeRuntimeError || !strings.Contains(res.Stderr, "ValueError: bad") {
 		t.Fatalf("runtime error: %+v", res)
 	}
-	if _, _, res := cr.execute("python3", "while True: pass\n", "", nil, map[string]any{"cputime": 1}); res.Outcome != jobeTimeLimit {
+	if _, _, res := cr.execute("python3", "while True: pass\n", "", nil, map[string]any{"cputime": 0.1}); res.Outcome != jobeTimeLimit {
 		t.Fatalf("time limit: %+v", res)
 	}
 
@@ -200,7 +200,7 @@ func TestJobeTranslation(t *testing.T) {
 		DiskLimit: json.RawMessage(`2`)}).limits(&l); msg != "" {
 		t.Fatal(msg)
 	}
-	if string(l.CPUTime) != "3" || string(l.Memory) != fmt.Sprint(MaxLimits.Memory) || string(l.Processes) != "20" || string(l.FileSize) != "2048" {
+	if string(l.CPUTime) != "3" || string(l.CPUExtraTime) != "0" || string(l.Memory) != fmt.Sprint(MaxLimits.Memory) || string(l.Processes) != "20" || string(l.FileSize) != "2048" {
 		t.Fatalf("limits %s %s %s %s", l.CPUTime, l.Memory, l.Processes, l.FileSize)
 	}
 	for p, want := range map[string]string{
