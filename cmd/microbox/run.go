@@ -227,7 +227,12 @@ func summary(res sandbox.Result) string {
 		fmt.Fprintf(&b, " (%s)", res.Message)
 	}
 	fmt.Fprintf(&b, " · cpu %.3fs", res.CPUTime.Seconds())
-	if res.TimeScale != 1 {
+	switch {
+	case res.StartAllowance > 0:
+		// The allowance is taken off first: without saying so, the
+		// reported time would not follow from the two figures shown.
+		fmt.Fprintf(&b, " (%.3fs in guest, less %gs for start-up, ÷ %g)", res.GuestCPUTime.Seconds(), res.StartAllowance.Seconds(), res.TimeScale)
+	case res.TimeScale != 1:
 		fmt.Fprintf(&b, " (%.3fs in guest ÷ %g)", res.GuestCPUTime.Seconds(), res.TimeScale)
 	}
 	fmt.Fprintf(&b, " · wall %.3fs · memory %.1f MiB · %s %.3fs · accel %s",
