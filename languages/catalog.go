@@ -687,7 +687,7 @@ EOF`,
 func init() {
 	for i := range catalog {
 		catalog[i].TCGStart = tcgStart[catalog[i].ID]
-		catalog[i].TCGScale.Run = runScale(catalog[i].ID)
+		catalog[i].TCGScale = Scale{Run: runScale(catalog[i].ID), Compile: compileScale(catalog[i].ID)}
 	}
 }
 

@@ -392,4 +392,16 @@ func TestTCGScaleTable(t *testing.T) {
 			t.Errorf("%s: rate %v, want %v", id, got, want)
 		}
 	}
+	// A compiler on a JIT takes the JIT kind's slowest rate (JavaScript's
+	// float loop); others the runner's default.
+	for id, want := range map[string]float64{"java": 29, "typescript": 29, "kotlin": 29, "c": 0, "cpp": 0, "python3": 0} {
+		if l, _ := Lookup(id); l.TCGScale.Compile != want {
+			t.Errorf("%s: compile scale %v, want %v", id, l.TCGScale.Compile, want)
+		}
+	}
+	for _, id := range jitCompilers {
+		if l, err := Lookup(id); err != nil || len(l.Compile) == 0 || kinds[id] != jit {
+			t.Errorf("jitCompilers has %q, not a compiled JIT language of the catalog: %v", id, err)
+		}
+	}
 }

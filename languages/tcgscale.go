@@ -1,6 +1,9 @@
 package languages
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // kind is how a language's programs reach the CPU. Under TCG how much
 // slower than the host the guest does a program's work depends on its
@@ -109,4 +112,28 @@ func rate(id string) float64 {
 // rounded up; 0 (the runner's default) for a language of no kind.
 func runScale(id string) float64 {
 	return math.Ceil(rate(id) * rateMargin)
+}
+
+// jitCompilers are the languages whose compiler runs on a JIT (the JVM,
+// Mono, Node.js): a long compile is JIT-compiled work, so their compile
+// scale is their kind's slowest rate with the margin, as a JIT language's
+// run scale is, rather than the runner's default, which is 4 times the
+// rate of a C integer loop. Other compilers are compiled programs whose
+// rate was not measured apart from their start-up; they keep the default.
+var jitCompilers = []string{"csharp", "groovy", "java", "kotlin", "scala", "typescript"}
+
+// compileScale is id's compile scale under TCG, 0 for the runner's default.
+func compileScale(id string) float64 {
+	if !slices.Contains(jitCompilers, id) {
+		return 0
+	}
+	slowest := 0.0
+	for other, rates := range tcgRate {
+		if kinds[other] == jit {
+			for _, r := range rates {
+				slowest = max(slowest, r)
+			}
+		}
+	}
+	return math.Ceil(slowest * rateMargin)
 }
