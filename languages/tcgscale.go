@@ -97,13 +97,21 @@ func rate(id string) float64 {
 	for _, p := range []probe{intLoop, floatLoop} {
 		r, ok := tcgRate[id][p]
 		if !ok {
-			for other, rates := range tcgRate {
-				if kinds[other] == k {
-					r = max(r, rates[p])
-				}
-			}
+			r = slowestOfKind(k, p)
 		}
 		slowest = max(slowest, r)
+	}
+	return slowest
+}
+
+// slowestOfKind is the slowest rate measured for probe p among the
+// languages of kind k.
+func slowestOfKind(k kind, p probe) float64 {
+	slowest := 0.0
+	for id, rates := range tcgRate {
+		if kinds[id] == k {
+			slowest = max(slowest, rates[p])
+		}
 	}
 	return slowest
 }
@@ -127,13 +135,5 @@ func compileScale(id string) float64 {
 	if !slices.Contains(jitCompilers, id) {
 		return 0
 	}
-	slowest := 0.0
-	for other, rates := range tcgRate {
-		if kinds[other] == jit {
-			for _, r := range rates {
-				slowest = max(slowest, r)
-			}
-		}
-	}
-	return math.Ceil(slowest * rateMargin)
+	return math.Ceil(max(slowestOfKind(jit, intLoop), slowestOfKind(jit, floatLoop)) * rateMargin)
 }
